@@ -1,0 +1,237 @@
+"""The ``fdgen`` command line: parse and validate options, call the library, report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import click
+
+from fdgen import __version__
+from fdgen.errors import FdgenError
+from fdgen.families import FAMILIES, get_family
+from fdgen.presets import all_presets, get_preset
+
+
+def _parse_maps(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        low, high = (int(v) for v in value.split("-"))
+    except ValueError:
+        raise click.BadParameter("expected MIN-MAX, e.g. 2-7") from None
+    return low, high
+
+
+def _given(ctx: click.Context, names: list[str]) -> dict:
+    """Options the user typed (not defaults), by parameter name."""
+    return {
+        n: ctx.params[n]
+        for n in names
+        if ctx.params.get(n) is not None
+        and ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT
+    }
+
+
+def build_settings(cls, preset_values: dict, given: dict, where: str):
+    """A settings dataclass from preset values overridden by typed options."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in preset_values.items() if k in fields}
+    for name, value in given.items():
+        if name == "maps":
+            values["maps_min"], values["maps_max"] = value
+            name = "maps_min"
+        elif name in fields:
+            values[name] = value
+        if name not in fields:
+            option = "--" + name.replace("_", "-")
+            raise FdgenError(f"{option} does not apply to {where}")
+    return cls(**values)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fdgen")
+def main() -> None:
+    """Generate Formula-Driven Supervised Learning datasets (FractalDB and more)."""
+
+
+SEARCH_OPTIONS = ["categories", "fill_rate", "seed", "points", "size", "pad", "maps", "rng"]
+
+
+@main.command()
+@click.option("--type", "type_", default=None, help=f"Formula family: {', '.join(FAMILIES)}.")
+@click.option("--preset", default=None, help="Named dataset (see `fdgen presets`).")
+@click.option("--categories", type=click.IntRange(min=1), help="Categories to keep [1000].")
+@click.option("--fill-rate", type=click.FloatRange(0, 1, min_open=True), help="[0.2]")
+@click.option("--seed", type=click.IntRange(min=0), help="Random seed [0].")
+@click.option("--points", type=click.IntRange(min=2), help="Orbit points of the test [100000].")
+@click.option("--size", type=click.IntRange(min=4, max=8192), help="Test raster size [512].")
+@click.option("--pad", type=click.IntRange(min=0), help="Test raster padding [6].")
+@click.option("--maps", callback=_parse_maps, help="Maps per category, MIN-MAX [2-7].")
+@click.option("--rng", type=click.Choice(["default", "legacy"]), help="Random stream [default].")
+@click.option("--workers", type=click.IntRange(min=1), help="Processes [all cores].")
+@click.option("--out", type=click.Path(path_type=Path), help="Database folder to write.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted search in --out.")
+@click.option("--force", is_flag=True, help="Replace whatever database --out holds.")
+@click.pass_context
+def search(ctx, type_, preset, workers, out, resume, force, **_):
+    """Sample formula parameters and keep those that pass the family's filter."""
+    from fdgen.search import run_search
+
+    preset_cfg = get_preset(preset) if preset else {}
+    type_ = type_ or preset_cfg.get("type", "fractal")
+    if preset_cfg and preset_cfg["type"] != type_:
+        raise FdgenError(f"--type {type_} contradicts --preset {preset} ({preset_cfg['type']})")
+    family = get_family(type_)
+    settings = build_settings(
+        family.SearchSettings,
+        preset_cfg.get("search", {}),
+        _given(ctx, SEARCH_OPTIONS),
+        f"--type {type_}",
+    )
+    out = out or Path(preset or f"{type_}-{settings.categories}")
+    meta = run_search(family, settings, out, workers, resume, force)
+    if meta.get("already_complete"):
+        click.echo(f"{out}: already holds these {meta['categories']} categories; nothing to do")
+        return
+    tried = meta["candidates_tried"]
+    click.echo(
+        f"{out}: {meta['categories']} categories from {tried:,} candidates "
+        f"({meta['categories'] / tried:.2%} accepted, {meta['diverged_candidates']} diverged) "
+        f"in {meta['elapsed_s']:.1f} s"
+    )
+
+
+RENDER_OPTIONS = ["size", "pad", "points", "draw", "weight_delta", "instances", "seed"]
+
+
+def resolve_database(db_arg: str, workers: int | None):
+    """Load ``--db``: a folder, or a preset name (searched first when its folder is missing)."""
+    from fdgen.database import load_database, read_meta
+    from fdgen.search import run_search
+
+    path = Path(db_arg)
+    presets = all_presets()
+    if db_arg in presets and (not path.exists() or read_meta(path) is None):
+        cfg = presets[db_arg]
+        family = get_family(cfg["type"])
+        settings = family.SearchSettings(**cfg.get("search", {}))
+        click.echo(f"{db_arg}: no finished database folder here; running the preset's search")
+        run_search(family, settings, path, workers, resume=True)
+        return load_database(path), cfg
+    if not path.exists() and "/" not in db_arg:
+        names = ", ".join(presets)
+        raise FdgenError(f"--db: {db_arg} is neither a folder nor a preset ({names})")
+    return load_database(path), presets.get(path.name, {})
+
+
+@main.command()
+@click.option("--db", "db_arg", required=True, help="Database folder, original CSV folder or preset.")
+@click.option("--shards", type=click.Path(path_type=Path), help="Output folder [DB-shards].")
+@click.option("--size", type=click.IntRange(min=4, max=8192), help="Image size [362].")
+@click.option("--pad", type=click.IntRange(min=0), help="Padding [6].")
+@click.option("--points", type=click.IntRange(min=1), help="Orbit points per image [200000].")
+@click.option(
+    "--draw",
+    type=click.Choice(["patch_gray", "patch_color", "point_gray", "point_color"]),
+    help="Drawing mode [patch_gray].",
+)
+@click.option("--weight-delta", type=click.FloatRange(0, 0.5), help="Weight table D [0.4].")
+@click.option("--instances", type=click.IntRange(min=1), help="Images per category [1000].")
+@click.option("--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
+@click.option("--samples-per-shard", type=click.IntRange(min=1), default=5000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), help="Processes [all cores].")
+@click.option("--seed", type=click.IntRange(min=0), help="Random seed [0].")
+@click.option("--force", is_flag=True, help="Replace shards of other settings in --shards.")
+@click.pass_context
+def render(ctx, db_arg, shards, fmt, samples_per_shard, workers, force, **_):
+    """Render every instance of every category into WebDataset shards."""
+    from fdgen.render import render_dataset
+    from fdgen.search import default_workers
+
+    workers = workers or default_workers()
+    db, preset_cfg = resolve_database(db_arg, workers)
+    family = get_family(db.type)
+    settings = build_settings(
+        family.RenderSettings,
+        preset_cfg.get("render", {}),
+        _given(ctx, RENDER_OPTIONS),
+        f"type {db.type}",
+    )
+    out = shards or Path(f"{db.path.name}-shards")
+    manifest = render_dataset(db, settings, out, fmt, samples_per_shard, workers, force)
+    rate = manifest["images_per_s"]
+    click.echo(
+        f"{out}: {manifest['num_samples']:,} samples in {manifest['num_shards']} shards "
+        f"({manifest['rendered_now']:,} rendered now"
+        + (f", {rate:,.0f} images/s" if rate else "")
+        + f"; {manifest['diverged']} diverged variants' images; "
+        f"{manifest['bytes'] / 2**20:,.1f} MiB)"
+    )
+
+
+@main.command("presets")
+def list_presets() -> None:
+    """List the named datasets."""
+    for name, cfg in all_presets().items():
+        click.echo(f"{name:16s} {cfg['type']:12s} {cfg.get('description', '')}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+def info(path: Path) -> None:
+    """Describe a database folder or a shard folder."""
+    from fdgen.shards import MANIFEST_FILE
+
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    if (path / MANIFEST_FILE).exists():
+        from fdgen.shards import read_sidecar
+
+        manifest = json.loads((path / MANIFEST_FILE).read_text())
+        done = [read_sidecar(path, j) for j in range(manifest["num_shards"])]
+        complete = sum(r is not None for r in done)
+        click.echo(f"shard folder {path}")
+        click.echo(f"  type        {manifest['identity']['type']}")
+        click.echo(f"  samples     {manifest['num_samples']:,} in {manifest['num_shards']} shards")
+        click.echo(f"  complete    {complete} of {manifest['num_shards']} shards")
+        click.echo(f"  categories  {manifest['categories']:,}")
+        click.echo(f"  settings    {json.dumps(manifest['identity']['settings'])}")
+        click.echo(f"  format      {manifest['identity']['format']}")
+    else:
+        from fdgen.database import load_database
+
+        db = load_database(path)
+        click.echo(f"database {path}")
+        click.echo(f"  type        {db.type}")
+        click.echo(f"  categories  {len(db):,}")
+        if "settings" in db.meta:
+            click.echo(f"  settings    {json.dumps(db.meta['settings'])}")
+        if "candidates_tried" in db.meta:
+            click.echo(f"  candidates  {db.meta['candidates_tried']:,} tried")
+        if db.type == "fractal":
+            counts: dict[int, int] = {}
+            for p in db.params:
+                counts[len(p)] = counts.get(len(p), 0) + 1
+            text = ", ".join(f"{k}:{v}" for k, v in sorted(counts.items()))
+            click.echo(f"  maps        {text}")
+    click.echo(f"  disk        {size / 2**20:,.1f} MiB")
+
+
+@main.command()
+@click.option("--db", "db_arg", required=True, help="Database folder, original CSV folder or preset.")
+@click.option("--out", type=click.Path(path_type=Path), default="preview.png", show_default=True)
+@click.option("--categories", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--instances", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Instances of the first category shown in the last row.")
+@click.option("--thumb", type=click.IntRange(min=16, max=1024), default=128, show_default=True)
+def preview(db_arg, out, categories, instances, thumb):
+    """Write a contact sheet: the first categories, then instances of the first one."""
+    from fdgen.preview import contact_sheet
+
+    db, preset_cfg = resolve_database(db_arg, None)
+    family = get_family(db.type)
+    settings = family.RenderSettings(**preset_cfg.get("render", {}))
+    contact_sheet(db, settings, out, categories, instances, thumb)
+    click.echo(f"{out}: {min(categories, len(db))} categories, {instances} instances of the first")
+

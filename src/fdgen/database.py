@@ -1,0 +1,134 @@
+"""Category databases: a folder of one parameter file per category plus ``db.yaml``.
+
+Layout written by ``fdgen search``::
+
+    DIR/categories/00000.csv ...   one file per category (format set by the family)
+    DIR/db.yaml                    settings and statistics; written last, marks the folder done
+    DIR/search-progress.json       where an unfinished search stands (for --resume)
+
+A folder of original FractalDB CSV files (flat, or in ``csv0..csvK`` sub-folders) is read too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from fdgen.errors import FdgenError
+from fdgen.families import get_family
+
+CATEGORY_DIR = "categories"
+META_FILE = "db.yaml"
+PROGRESS_FILE = "search-progress.json"
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write a file under a temporary name, then rename it into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class Database:
+    """Categories in order, with their file names and the search metadata."""
+
+    path: Path
+    type: str
+    names: list[str]
+    params: list[np.ndarray]
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def digest(self) -> str:
+        """sha256 over the type, category names and parameters: identifies the content."""
+        family = get_family(self.type)
+        h = hashlib.sha256(self.type.encode())
+        for name, p in zip(self.names, self.params):
+            h.update(name.encode() + b"\0" + family.format_category(p).encode())
+        return h.hexdigest()
+
+
+def original_csv_files(folder: Path) -> list[Path]:
+    """Category CSVs of a folder: flat, or in the original csv0..csvK sub-folders, by name."""
+    flat = sorted(p for p in folder.glob("*.csv") if p.is_file())
+    nested = sorted(
+        (p for p in folder.glob("*/*.csv") if p.is_file()), key=lambda p: (p.name, str(p))
+    )
+    return flat if flat else nested
+
+
+def read_meta(folder: Path) -> dict | None:
+    """The parsed ``db.yaml`` of a folder, or None if there is none."""
+    meta_path = Path(folder) / META_FILE
+    if not meta_path.exists():
+        return None
+    try:
+        meta = yaml.safe_load(meta_path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise FdgenError(f"{meta_path}: not a readable YAML file ({exc})") from None
+    if not isinstance(meta, dict) or "type" not in meta or "categories" not in meta:
+        raise FdgenError(f"{meta_path}: not an fdgen database file (needs 'type' and 'categories')")
+    return meta
+
+
+def load_database(path: str | Path) -> Database:
+    """Load an fdgen database folder or a folder of original FractalDB CSV files."""
+    folder = Path(path)
+    if not folder.exists():
+        raise FdgenError(f"{folder}: no such database folder")
+    if not folder.is_dir():
+        raise FdgenError(f"{folder}: a database must be a folder")
+    meta = read_meta(folder)
+    if meta is None and (folder / PROGRESS_FILE).exists():
+        raise FdgenError(
+            f"{folder}: the search that writes this database did not finish (no {META_FILE}); "
+            "rerun it with --resume"
+        )
+    if meta is None:
+        files = original_csv_files(folder)
+        meta = {"type": "fractal", "source": "original FractalDB CSV folder"}
+        family = get_family("fractal")
+    else:
+        family = get_family(meta["type"], where=f"{folder / META_FILE}: type")
+        files = sorted((folder / CATEGORY_DIR).glob("*" + family.CATEGORY_SUFFIX))
+        if len(files) != meta["categories"]:
+            raise FdgenError(
+                f"{folder}: {META_FILE} lists {meta['categories']} categories but "
+                f"{CATEGORY_DIR}/ holds {len(files)} files"
+            )
+    if not files:
+        raise FdgenError(f"{folder}: no category files found")
+    params = [family.read_category(f) for f in files]
+    meta.setdefault("categories", len(params))
+    return Database(folder, meta["type"], [f.stem for f in files], params, meta)
+
+
+def save_progress(folder: Path, progress: dict) -> None:
+    """Record how far an unfinished search got (atomically)."""
+    write_atomic(Path(folder) / PROGRESS_FILE, json.dumps(progress))
+
+
+def load_progress(folder: Path) -> dict | None:
+    """The saved progress of a search, or None."""
+    path = Path(folder) / PROGRESS_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FdgenError(f"{path}: unreadable search progress ({exc}); use --force") from None

@@ -1,0 +1,30 @@
+"""Formula families, looked up by their database ``type``.
+
+Every family module offers the same small interface, used by ``search.py`` and ``shards.py``:
+
+- ``TYPE``, ``CATEGORY_SUFFIX``; ``format_category(params) -> str``, ``read_category(path)``
+- ``SearchSettings`` (a frozen dataclass) and ``evaluate_candidates(settings, spec) -> list``
+  of ``Candidate``; ``candidate_specs(settings, start, rng_state)`` yields batch specs
+- ``RenderSettings`` (a frozen dataclass), ``group_size(settings)`` (instances rendered
+  together, e.g. the four flips of one FractalDB variant) and ``Renderer(settings)`` with
+  ``render_group(params, category, group, instances) -> list[Sample]``
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from fdgen.errors import FdgenError
+
+# type name -> module; modules are imported on first use so that numba compiles only what runs.
+FAMILIES = {
+    "fractal": "fdgen.families.fractal2d",
+}
+
+
+def get_family(name: str, where: str = "--type") -> ModuleType:
+    """The family module for a type name; a clear error names the allowed types."""
+    if name not in FAMILIES:
+        raise FdgenError(f"{where}: unknown type {name!r}; choose from {', '.join(FAMILIES)}")
+    return importlib.import_module(FAMILIES[name])

@@ -1,0 +1,329 @@
+"""FractalDB: 2D iterated function systems (Kataoka et al., ACCV 2020; REFERENCE section 1).
+
+Search: sample N affine maps, keep the category if its 100k-point orbit fills at least
+``fill_rate`` of a 512 x 512 raster. Render: instance i of a category is weight row
+``(i // 4) % 25``, count ``i // 100`` and flip ``i % 4``; the four flips of one (row, count)
+variant are one rendering, so they are made together as one group.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from fdgen.errors import FdgenError
+from fdgen.kernels import ifs
+from fdgen.kernels.rng import sample_state
+
+TYPE = "fractal"
+CATEGORY_SUFFIX = ".csv"
+DRAW_MODES = ("patch_gray", "patch_color", "point_gray", "point_color")
+GRAY_VALUE = 127
+FLIPS = 4
+WEIGHT_ROWS = 25
+
+
+def _check(ok: bool, option: str, rule: str) -> None:
+    if not ok:
+        raise FdgenError(f"{option}: {rule}")
+
+
+# --- category files -------------------------------------------------------------------------
+
+
+def format_category(params: np.ndarray) -> str:
+    """Rows ``a,b,c,d,e,f,p`` with ``%.18e``, no header: the original FractalDB format."""
+    return "".join(",".join(f"{v:.18e}" for v in row) + "\n" for row in params)
+
+
+def read_category(path: Path) -> np.ndarray:
+    """Read one FractalDB category file; errors name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FdgenError(f"{path}: cannot read category file ({exc})") from None
+    rows = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split(",")
+        if len(fields) != 7:
+            raise FdgenError(
+                f"{path}, line {line_no}: expected 7 comma-separated numbers a,b,c,d,e,f,p, "
+                f"found {len(fields)}"
+            )
+        try:
+            values = [float(v) for v in fields]
+        except ValueError:
+            raise FdgenError(f"{path}, line {line_no}: not a number in {line.strip()!r}") from None
+        if not np.all(np.isfinite(values)):
+            raise FdgenError(f"{path}, line {line_no}: values must be finite")
+        if values[6] < 0:
+            raise FdgenError(f"{path}, line {line_no}: probability p must be >= 0")
+        rows.append(values)
+    if not rows:
+        raise FdgenError(f"{path}: no maps (the file is empty)")
+    params = np.array(rows, dtype=np.float64)
+    if not params[:, 6].sum() > 0:
+        raise FdgenError(f"{path}: the probabilities p sum to 0")
+    return params
+
+
+def with_probabilities(maps: np.ndarray) -> np.ndarray:
+    """Append p_i = |a_i d_i - b_i c_i| / sum_j |a_j d_j - b_j c_j|, summed in map order."""
+    dets = [abs(a * d - b * c) for a, b, c, d in maps[:, :4].tolist()]
+    total = 0.0
+    for det in dets:
+        total += det
+    probs = [det / total if total > 0 else 1.0 / len(dets) for det in dets]
+    return np.column_stack([maps[:, :6], np.array(probs)])
+
+
+# --- search ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The FractalDB search (REFERENCE 1.1); defaults are the published ones."""
+
+    categories: int = 1000
+    fill_rate: float = 0.2
+    seed: int = 0
+    points: int = 100_000
+    size: int = 512
+    pad: int = 6
+    maps_min: int = 2
+    maps_max: int = 7
+    rng: str = "default"
+
+    def __post_init__(self) -> None:
+        _check(self.categories >= 1, "--categories", "must be >= 1")
+        _check(0 < self.fill_rate <= 1, "--fill-rate", "must be in (0, 1]")
+        _check(self.points >= 2, "--points", "must be >= 2")
+        _check(self.pad >= 0 and self.size - 2 * self.pad >= 2, "--size/--pad",
+               "need pad >= 0 and size - 2 * pad >= 2")
+        _check(1 <= self.maps_min <= self.maps_max <= 64, "--maps", "needs 1 <= MIN <= MAX <= 64")
+        _check(self.rng in ("default", "legacy"), "--rng", "must be default or legacy")
+        _check(self.seed >= 0, "--seed", "must be >= 0")
+
+
+@dataclass
+class Candidate:
+    """One evaluated candidate: its index in the search, parameters and filling rate."""
+
+    index: int
+    params: np.ndarray
+    fill_rate: float
+    diverged: bool
+    accepted: bool
+
+
+@lru_cache(maxsize=4)
+def _orbit_buffers(points: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.empty(points), np.empty(points), np.zeros((size, size), np.uint8)
+
+
+def _evaluate(settings: SearchSettings, index: int, params: np.ndarray, uniforms) -> Candidate:
+    xs, ys, canvas = _orbit_buffers(settings.points, settings.size)
+    cum = np.cumsum(params[:, 6])
+    kept, diverged = ifs.orbit_from_uniforms(
+        np.ascontiguousarray(params[:, :6]), cum, uniforms, xs, ys
+    )
+    filled = ifs.filled_pixels(xs, ys, kept, settings.size, settings.pad, canvas)
+    rate = filled / (settings.size * settings.size)
+    return Candidate(index, params, rate, bool(diverged), rate >= settings.fill_rate)
+
+
+def default_candidate(settings: SearchSettings, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Parameters and orbit uniforms of candidate ``index`` of the default stream.
+
+    The stream is SplitMix64 from SeedSequence(seed, index): u[0] picks N, u[1 : 1 + 6N] are
+    a..f of the N maps (2u - 1), and the orbit uses u[1 + 6 * maps_max :].
+    """
+    offset = 1 + 6 * settings.maps_max
+    uniforms = np.empty(offset + settings.points - 1)
+    ifs.fill_uniform(sample_state(settings.seed, index), uniforms)
+    span = settings.maps_max - settings.maps_min + 1
+    n_maps = settings.maps_min + int(uniforms[0] * span)
+    maps = (2.0 * uniforms[1 : 1 + 6 * n_maps] - 1.0).reshape(n_maps, 6)
+    return with_probabilities(maps), uniforms[offset:]
+
+
+def legacy_candidate(rs: np.random.RandomState, settings: SearchSettings) -> np.ndarray:
+    """Draw one candidate's maps from the original's single legacy stream (not its orbit)."""
+    n_maps = rs.randint(settings.maps_min, settings.maps_max + 1)
+    maps = np.array([rs.uniform(-1.0, 1.0, 6) for _ in range(n_maps)])
+    return with_probabilities(maps)
+
+
+def candidate_specs(settings: SearchSettings, start: int, rng_state, batch: int):
+    """Endless batches of work from candidate ``start`` on.
+
+    Yields (spec, rng_state_after). For the default stream a spec is just an index range; for
+    the legacy stream the parent walks the one global stream and a spec carries each
+    candidate's maps and the generator state just before its orbit.
+    """
+    if settings.rng == "default":
+        while True:
+            yield ("default", start, batch), None
+            start += batch
+    rs = np.random.RandomState(settings.seed)
+    if rng_state is not None:
+        rs.set_state(_state_from_json(rng_state))
+    while True:
+        items = []
+        for index in range(start, start + batch):
+            params = legacy_candidate(rs, settings)
+            items.append((index, params, rs.get_state()))
+            rs.random(settings.points)  # advance past this candidate's orbit
+        yield ("legacy", items), _state_to_json(rs.get_state())
+        start += batch
+
+
+def evaluate_candidates(settings: SearchSettings, spec) -> list[Candidate]:
+    """Evaluate one batch of candidates (runs in a worker process)."""
+    if spec[0] == "default":
+        _, start, count = spec
+        return [
+            _evaluate(settings, k, *default_candidate(settings, k))
+            for k in range(start, start + count)
+        ]
+    rs = np.random.RandomState()
+    out = []
+    for index, params, state in spec[1]:
+        rs.set_state(state)
+        out.append(_evaluate(settings, index, params, rs.random(settings.points)))
+    return out
+
+
+def _state_to_json(state) -> list:
+    name, keys, pos, has_gauss, cached = state
+    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+
+
+def _state_from_json(state: list):
+    name, keys, pos, has_gauss, cached = state
+    return (name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached)
+
+
+# --- render ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """FractalDB rendering (REFERENCE 1.2); defaults are the recommended published settings."""
+
+    size: int = 362
+    pad: int = 6
+    points: int = 200_000
+    draw: str = "patch_gray"
+    weight_delta: float = 0.4
+    instances: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.points >= 1, "--points", "must be >= 1")
+        _check(self.pad >= 0 and self.size - 2 * self.pad >= 2 and self.size <= 8192,
+               "--size/--pad", "need size <= 8192, pad >= 0 and size - 2 * pad >= 2")
+        _check(self.draw in DRAW_MODES, "--draw", f"must be one of {', '.join(DRAW_MODES)}")
+        _check(0 <= self.weight_delta <= 0.5, "--weight-delta",
+               "must be in [0, 0.5]")
+        _check(self.instances >= 1, "--instances", "must be >= 1")
+        _check(self.seed >= 0, "--seed", "must be >= 0")
+
+
+def weight_table(delta: float) -> np.ndarray:
+    """The 25 x 6 weight rows for delta D, as the original tables.
+
+    Rows 0-4 scale a by 1-2D, 1-D, 1, 1+D, 1+2D; rows 5-24 scale b, c, d, e, f in turn by
+    the four factors other than 1. A factor of 0 is written as 0.01, as the original does.
+    """
+    factors = [round(1 - 2 * delta, 12), round(1 - delta, 12), 1.0]
+    factors += [round(1 + delta, 12), round(1 + 2 * delta, 12)]
+    factors = [0.01 if f == 0 else f for f in factors]
+    rows = []
+    for param in range(6):
+        for f in factors if param == 0 else factors[:2] + factors[3:]:
+            row = [1.0] * 6
+            row[param] = f
+            rows.append(row)
+    return np.array(rows)
+
+
+def hue_colors() -> np.ndarray:
+    """128 RGB colours: hue cycles with the point index, saturation and value 0.75."""
+    rgb = [colorsys.hsv_to_rgb(k / 128, 0.75, 0.75) for k in range(128)]
+    return np.array([[round(255 * c) for c in color] for color in rgb], dtype=np.uint8)
+
+
+def group_size(settings: RenderSettings) -> int:
+    """Instances rendered together: the four flips of one variant."""
+    return FLIPS
+
+
+def instance_fields(instance: int) -> dict:
+    """Weight row, count and flip of an instance index."""
+    return {
+        "weight_row": (instance // FLIPS) % WEIGHT_ROWS,
+        "count": instance // (FLIPS * WEIGHT_ROWS),
+        "flip": instance % FLIPS,
+    }
+
+
+def oriented(raster: np.ndarray, flip: int) -> np.ndarray:
+    """The raster turned y-up (a first top-bottom flip), then flip 0 as is, 1 top-bottom,
+    2 left-right, 3 both; views, no copies."""
+    up = raster[::-1]
+    return [up, up[::-1], up[:, ::-1], up[::-1, ::-1]][flip]
+
+
+class Renderer:
+    """Renders variants of categories; holds its scratch buffers for reuse."""
+
+    def __init__(self, settings: RenderSettings):
+        self.settings = settings
+        n = settings.points
+        self.xs, self.ys = np.empty(n), np.empty(n)
+        self.masks = np.empty(n, np.uint16)
+        self.px, self.py = np.empty(n, np.int64), np.empty(n, np.int64)
+        self.gray = settings.draw.endswith("_gray")
+        self.patch = settings.draw.startswith("patch")
+        channels = 1 if self.gray else 3
+        self.image = np.zeros((settings.size, settings.size, channels), np.uint8)
+        self.colors = np.array([[GRAY_VALUE]], np.uint8) if self.gray else hue_colors()
+        # Grey images hold only 0 and GRAY_VALUE: the encoder may use a 1-bit PNG.
+        self.two_level_value = GRAY_VALUE if self.gray else None
+        self.weights = weight_table(settings.weight_delta)
+
+    def render_variant(self, params: np.ndarray, category: int, variant: int):
+        """Raster (size x size x channels, y down as computed) of one variant, and whether its
+        orbit diverged. The returned array is reused by the next call."""
+        s = self.settings
+        row = variant % WEIGHT_ROWS
+        maps = np.ascontiguousarray(params[:, :6] * self.weights[row])
+        cum = np.cumsum(params[:, 6])
+        state = sample_state(s.seed, category, variant)
+        kept, diverged = ifs.orbit_with_masks(maps, cum, state, self.xs, self.ys, self.masks)
+        ifs.pixel_coords(self.xs, self.ys, kept, s.size, s.pad, self.px, self.py)
+        image = self.image
+        image[:] = 0
+        if self.patch and self.gray:
+            ifs.draw_patches_gray(self.px, self.py, self.masks, kept, GRAY_VALUE, image[:, :, 0])
+        elif self.patch:
+            ifs.draw_patches(self.px, self.py, self.masks, kept, self.colors, image)
+        else:
+            ifs.draw_points(self.px, self.py, kept, self.colors, image)
+        return image, bool(diverged)
+
+    def render_group(self, params: np.ndarray, category: int, group: int, instances: list[int]):
+        """Yield (instance, image, fields) for the given instances of variant ``group``."""
+        raster, diverged = self.render_variant(params, category, group)
+        for instance in instances:
+            fields = instance_fields(instance)
+            image = oriented(raster, fields["flip"])
+            yield instance, image, {**fields, "diverged": diverged}
