@@ -127,7 +127,9 @@ def resolve_database(db_arg: str, workers: int | None):
 
 
 @main.command()
-@click.option("--db", "db_arg", required=True, help="Database folder, original CSV folder or preset.")
+@click.option(
+    "--db", "db_arg", required=True, help="Database folder, original CSV folder or preset."
+)
 @click.option("--shards", type=click.Path(path_type=Path), help="Output folder [DB-shards].")
 @click.option("--size", type=click.IntRange(min=4, max=8192), help="Image size [362].")
 @click.option("--pad", type=click.IntRange(min=0), help="Padding [6].")
@@ -139,7 +141,9 @@ def resolve_database(db_arg: str, workers: int | None):
 )
 @click.option("--weight-delta", type=click.FloatRange(0, 0.5), help="Weight table D [0.4].")
 @click.option("--instances", type=click.IntRange(min=1), help="Images per category [1000].")
-@click.option("--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True
+)
 @click.option("--samples-per-shard", type=click.IntRange(min=1), default=5000, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Processes [all cores].")
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed [0].")
@@ -219,11 +223,18 @@ def info(path: Path) -> None:
 
 
 @main.command()
-@click.option("--db", "db_arg", required=True, help="Database folder, original CSV folder or preset.")
+@click.option(
+    "--db", "db_arg", required=True, help="Database folder, original CSV folder or preset."
+)
 @click.option("--out", type=click.Path(path_type=Path), default="preview.png", show_default=True)
 @click.option("--categories", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--instances", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Instances of the first category shown in the last row.")
+@click.option(
+    "--instances",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Instances of the first category shown in the last row.",
+)
 @click.option("--thumb", type=click.IntRange(min=16, max=1024), default=128, show_default=True)
 def preview(db_arg, out, categories, instances, thumb):
     """Write a contact sheet: the first categories, then instances of the first one."""
@@ -234,4 +245,3 @@ def preview(db_arg, out, categories, instances, thumb):
     settings = family.RenderSettings(**preset_cfg.get("render", {}))
     contact_sheet(db, settings, out, categories, instances, thumb)
     click.echo(f"{out}: {min(categories, len(db))} categories, {instances} instances of the first")
-

@@ -169,7 +169,12 @@ def render_dataset(
             members = plan.members(j)
             cats = sorted({c for c, _, _ in members})
             yield ShardTask(
-                str(out), j, db.type, settings, fmt, members,
+                str(out),
+                j,
+                db.type,
+                settings,
+                fmt,
+                members,
                 {c: db.params[c] for c in cats},
                 {c: db.names[c] + family.CATEGORY_SUFFIX for c in cats},
             )

@@ -142,6 +142,7 @@ def run_search(
         try:
             for batch in results:
                 rng_after = pending.popleft()
+                at_batch_start = {**progress, "fill_rates": list(progress["fill_rates"])}
                 for cand in batch:
                     if accepted == target:
                         break
@@ -157,6 +158,8 @@ def run_search(
                 rate = accepted / max(progress["tried"], 1)
                 update(0, f"tried {progress['tried']:,}  accepted {rate:.2%}")
                 if accepted == target:
+                    # Keep the state at this batch's start: a later, larger --resume redoes it.
+                    save_progress(out, at_batch_start)
                     break
                 progress["next_candidate"] = batch[-1].index + 1
                 progress["rng_state"] = rng_after

@@ -105,11 +105,21 @@ class SearchSettings:
         _check(self.categories >= 1, "--categories", "must be >= 1")
         _check(0 < self.fill_rate <= 1, "--fill-rate", "must be in (0, 1]")
         _check(self.points >= 2, "--points", "must be >= 2")
-        _check(self.pad >= 0 and self.size - 2 * self.pad >= 2, "--size/--pad",
-               "need pad >= 0 and size - 2 * pad >= 2")
+        _check(
+            self.pad >= 0 and self.size - 2 * self.pad >= 2,
+            "--size/--pad",
+            "need pad >= 0 and size - 2 * pad >= 2",
+        )
         _check(1 <= self.maps_min <= self.maps_max <= 64, "--maps", "needs 1 <= MIN <= MAX <= 64")
         _check(self.rng in ("default", "legacy"), "--rng", "must be default or legacy")
         _check(self.seed >= 0, "--seed", "must be >= 0")
+        reachable = self.points / self.size**2
+        _check(
+            self.fill_rate <= reachable,
+            "--fill-rate",
+            f"{self.fill_rate} can never be reached: {self.points} points fill at most "
+            f"{reachable:.4f} of a {self.size} x {self.size} raster",
+        )
 
 
 @dataclass
@@ -228,11 +238,13 @@ class RenderSettings:
 
     def __post_init__(self) -> None:
         _check(self.points >= 1, "--points", "must be >= 1")
-        _check(self.pad >= 0 and self.size - 2 * self.pad >= 2 and self.size <= 8192,
-               "--size/--pad", "need size <= 8192, pad >= 0 and size - 2 * pad >= 2")
+        _check(
+            self.pad >= 0 and self.size - 2 * self.pad >= 2 and self.size <= 8192,
+            "--size/--pad",
+            "need size <= 8192, pad >= 0 and size - 2 * pad >= 2",
+        )
         _check(self.draw in DRAW_MODES, "--draw", f"must be one of {', '.join(DRAW_MODES)}")
-        _check(0 <= self.weight_delta <= 0.5, "--weight-delta",
-               "must be in [0, 0.5]")
+        _check(0 <= self.weight_delta <= 0.5, "--weight-delta", "must be in [0, 0.5]")
         _check(self.instances >= 1, "--instances", "must be >= 1")
         _check(self.seed >= 0, "--seed", "must be >= 0")
 

@@ -15,7 +15,7 @@ from fdgen.kernels.rng import below_low32, next_u64, unit53, unit_high32
 DIVERGENCE_MARGIN = 100
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def fill_uniform(state, out):
     """Fill ``out`` with uniforms in [0, 1) from a SplitMix64 stream; return the new state."""
     for i in range(out.shape[0]):
@@ -24,7 +24,7 @@ def fill_uniform(state, out):
     return state
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def _choose(cum, n_maps, u):
     """Index of the first map whose cumulative probability is >= u (n_maps if none).
 
@@ -36,14 +36,14 @@ def _choose(cum, n_maps, u):
     return j
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def _step(maps, j, x, y):
     nx = x * maps[j, 0] + y * maps[j, 1] + maps[j, 4]
     ny = x * maps[j, 2] + y * maps[j, 3] + maps[j, 5]
     return nx, ny
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _kept_points(xs, ys, n, diverged):
     """Points to keep: all, or those before the first non-finite one less DIVERGENCE_MARGIN."""
     if not diverged:
@@ -54,7 +54,7 @@ def _kept_points(xs, ys, n, diverged):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def orbit_from_uniforms(maps, cum, uniforms, xs, ys):
     """Orbit from (0, 0) driven by ``uniforms`` (step i uses uniforms[i - 1]).
 
@@ -79,7 +79,7 @@ def orbit_from_uniforms(maps, cum, uniforms, xs, ys):
     return _kept_points(xs, ys, n, not finite), not finite
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def orbit_with_masks(maps, cum, state, xs, ys, masks):
     """Render orbit: one 64-bit draw per point serves the next map choice (high 32 bits) and
     the point's 3x3 patch mask in 1..511 (low 32 bits). Returns (kept, diverged)."""
@@ -101,7 +101,7 @@ def orbit_with_masks(maps, cum, state, xs, ys, masks):
     return _kept_points(xs, ys, n, diverged), diverged
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def _axis_transform(vs, kept):
     lo = vs[0]
     hi = vs[0]
@@ -114,7 +114,7 @@ def _axis_transform(vs, kept):
     return lo, hi - lo
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def _to_pixel(v, lo, span, scale, pad):
     """(v - lo) / span * scale + pad, truncated, as numpy's uint16 cast in the original.
 
@@ -129,7 +129,7 @@ def _to_pixel(v, lo, span, scale, pad):
     return np.int64(t)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def pixel_coords(xs, ys, kept, size, pad, px, py):
     """Scale x and y independently into [pad, size - pad] (aspect not kept), truncating."""
     if kept == 0:
@@ -143,7 +143,7 @@ def pixel_coords(xs, ys, kept, size, pad, px, py):
         py[i] = _to_pixel(ys[i], ylo, yspan, scale, fpad)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def filled_pixels(xs, ys, kept, size, pad, canvas):
     """Number of distinct pixels hit by the first ``kept`` points (one pixel per point).
 
@@ -166,7 +166,7 @@ def filled_pixels(xs, ys, kept, size, pad, canvas):
     return count
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def draw_points(px, py, kept, colors, image):
     """One pixel per point; point i takes colors[i % len(colors)] (one value per channel)."""
     n_colors = colors.shape[0]
@@ -174,7 +174,7 @@ def draw_points(px, py, kept, colors, image):
         image[py[i], px[i], :] = colors[i % n_colors]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def draw_patches(px, py, masks, kept, colors, image):
     """Paste a 3x3 binary mask per point with its top-left at (x + 1, y + 1), overwriting.
 
@@ -192,7 +192,7 @@ def draw_patches(px, py, masks, kept, colors, image):
             image[r0 + cell // 3, c0 + cell % 3, :] = color * on
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def draw_patches_gray(px, py, masks, kept, value, image):
     """``draw_patches`` for one grey value on a 2D image, unrolled (the default, hot path)."""
     for i in range(kept):

@@ -1,0 +1,103 @@
+"""The numba kernels against the slow plain-Python versions in slow_reference.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fdgen.families import fractal2d
+from fdgen.kernels import ifs
+from fdgen.kernels.rng import sample_state
+
+from slow_reference import (
+    fill_rate,
+    legacy_orbit,
+    render_variant,
+    splitmix64,
+    to_pixels,
+)
+
+
+def test_splitmix_stream_matches_reference():
+    state = int(sample_state(7, 3))
+    out = np.empty(50)
+    ifs.fill_uniform(np.uint64(state), out)
+    expected = []
+    for _ in range(50):
+        state, bits = splitmix64(state)
+        expected.append((bits >> 11) / 2**53)
+    assert out.tolist() == expected
+
+
+@pytest.mark.parametrize("category", [0, 1, 7, 42])
+def test_legacy_orbit_and_fill_rate_match_reference(fractaldb_1k, category):
+    params = np.loadtxt(fractaldb_1k / f"{category:05d}.csv", delimiter=",", ndmin=2)
+    points = 4000
+    uniforms = np.random.RandomState(category).random(points)
+    xs, ys = np.empty(points), np.empty(points)
+    kept, diverged = ifs.orbit_from_uniforms(
+        np.ascontiguousarray(params[:, :6]), np.cumsum(params[:, 6]), uniforms, xs, ys
+    )
+    expected = legacy_orbit(params, uniforms, points)
+    assert (kept, diverged) == (points, False)
+    assert list(zip(xs.tolist(), ys.tolist())) == expected
+    canvas = np.zeros((512, 512), np.uint8)
+    filled = ifs.filled_pixels(xs, ys, kept, 512, 6, canvas)
+    assert filled / 512**2 == fill_rate(expected)
+    assert filled == int(canvas.sum())
+
+
+def test_pixel_coords_match_reference():
+    rng = np.random.default_rng(5)
+    xs, ys = rng.normal(size=1000), rng.uniform(-3, 8, size=1000)
+    xs[0] = ys[0] = 0.0
+    px, py = np.empty(1000, np.int64), np.empty(1000, np.int64)
+    ifs.pixel_coords(xs, ys, 1000, 362, 6, px, py)
+    assert px.tolist() == to_pixels(xs, 362, 6).tolist()
+    assert py.tolist() == to_pixels(ys, 362, 6).tolist()
+    assert px.min() == 6 and px.max() == 356
+
+
+def test_divergent_orbit_is_truncated_not_crashing():
+    # One map that doubles x: the orbit overflows after ~1030 steps.
+    params = np.array([[2.0, 0.0, 0.0, 0.5, 1.0, 0.0, 1.0]])
+    points = 5000
+    xs, ys = np.empty(points), np.empty(points)
+    kept, diverged = ifs.orbit_from_uniforms(
+        params[:, :6].copy(), np.array([1.0]), np.zeros(points), xs, ys
+    )
+    first_bad = next(i for i in range(points) if not np.isfinite(xs[i]))
+    assert diverged
+    assert kept == first_bad - ifs.DIVERGENCE_MARGIN
+    canvas = np.zeros((64, 64), np.uint8)
+    assert 0 < ifs.filled_pixels(xs, ys, kept, 64, 2, canvas) <= kept
+
+
+def test_render_variant_matches_slow_reference(fractaldb_1k):
+    params = np.loadtxt(fractaldb_1k / "00003.csv", delimiter=",", ndmin=2)
+    settings = fractal2d.RenderSettings(size=96, pad=6, points=3000, seed=11)
+    renderer = fractal2d.Renderer(settings)
+    for variant in (0, 7, 33):
+        image, diverged = renderer.render_variant(params, 3, variant)
+        factors = fractal2d.weight_table(0.4)[variant % 25]
+        state = int(sample_state(11, 3, variant))
+        expected = render_variant(params, factors, state, 3000, 96, 6)
+        assert not diverged
+        assert np.array_equal(image[:, :, 0], expected)
+        assert set(np.unique(image)) <= {0, 127}
+
+
+def test_weight_tables_match_published(tmp_path):
+    from conftest import WEIGHTS
+
+    for path in sorted(WEIGHTS.glob("weights_*.csv")):
+        delta = float(path.stem.split("_")[1])
+        published = np.loadtxt(path, delimiter=",")
+        assert np.array_equal(fractal2d.weight_table(delta), published), path.name
+
+
+def test_probabilities_are_normalised_determinants():
+    maps = np.array([[0.5, 0.1, 0.2, 0.4, 0, 0], [1.0, 0.0, 0.0, -0.25, 0.3, 0.1]])
+    params = fractal2d.with_probabilities(maps)
+    dets = np.abs(maps[:, 0] * maps[:, 3] - maps[:, 1] * maps[:, 2])
+    assert np.allclose(params[:, 6], dets / dets.sum())
