@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,8 @@ PROGRESS_FILE = "search-progress.json"
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write a file under a temporary name, then rename it into place."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    # host and pid: writers on several machines may share the folder (SLURM arrays, Dask)
+    tmp = path.with_name(f".{path.name}.tmp{socket.gethostname()}-{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data.encode() if isinstance(data, str) else data)
