@@ -39,8 +39,7 @@ def _dask():
         import distributed
     except ImportError:
         raise FdgenError(
-            "--backend dask needs the optional package 'distributed': "
-            "pip install 'fdgen[dask]'"
+            "--backend dask needs the optional package 'distributed': pip install 'fdgen[dask]'"
         ) from None
     return distributed
 
@@ -84,7 +83,7 @@ def run_dask(
         threads = sum(client.nthreads().values()) or workers
         window = max(8, 4 * threads)
         pending = iter(tasks)
-        queue = distributed.as_completed()
+        queue = distributed.as_completed(loop=client.loop)
         for task in islice(pending, window):
             queue.add(client.submit(fn, task, key=key(task), pure=False, retries=DASK_RETRIES))
         for future in queue:
@@ -97,9 +96,7 @@ def run_dask(
                 ) from None
             future.release()
             for task in islice(pending, 1):
-                queue.add(
-                    client.submit(fn, task, key=key(task), pure=False, retries=DASK_RETRIES)
-                )
+                queue.add(client.submit(fn, task, key=key(task), pure=False, retries=DASK_RETRIES))
             yield result
     finally:
         client.close()
