@@ -11,10 +11,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from tiny_shards import cli, leftovers, make_db, render_args, snapshot
 
 from fdgen.errors import FdgenError
 from fdgen.shards import lock_folder
+from tiny_shards import cli, leftovers, make_db, render_args, snapshot
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import fdgen
 from fdgen.cli import main
 
 SRC = Path(fdgen.__file__).resolve().parents[1]
-FIXTURE_CSVS = Path(__file__).resolve().parents[1].parent / "shared/fixtures/fractaldb-1k-categories"
+FIXTURE_CSVS = Path(__file__).resolve().parents[2] / "shared/fixtures/fractaldb-1k-categories"
 TINY = ["--instances", "8", "--size", "64", "--points", "2000", "--samples-per-shard", "8"]
 
 
