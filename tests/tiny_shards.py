@@ -45,8 +45,11 @@ def cli(*args: str):
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Bytes of every shard, sidecar and index file (the manifest holds timings; left out)."""
-    keep = [p for p in Path(folder).iterdir() if p.name.startswith("shard-") or p.name in (
-        "_info.json", "sizes.json")]  # fmt: skip
+    keep = [
+        p
+        for p in Path(folder).iterdir()
+        if p.name.startswith("shard-") or p.name in ("_info.json", "sizes.json")
+    ]
     return {p.name: p.read_bytes() for p in sorted(keep)}
 
 

@@ -85,6 +85,11 @@ def read_meta(folder: Path) -> dict | None:
         raise FdgenError(f"{meta_path}: not a readable YAML file ({exc})") from None
     if not isinstance(meta, dict) or "type" not in meta or "categories" not in meta:
         raise FdgenError(f"{meta_path}: not an fdgen database file (needs 'type' and 'categories')")
+    if not isinstance(meta["type"], str):
+        raise FdgenError(f"{meta_path}: 'type' must name a formula family")
+    count = meta["categories"]
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise FdgenError(f"{meta_path}: 'categories' must be a whole number >= 1")
     return meta
 
 
