@@ -141,7 +141,7 @@ def test_verify_finds_byte_damage_truncation_and_lost_sidecars(tiny, tmp_path):
     shard1 = out / "shard-000001.tar"
     shard1.write_bytes(shard1.read_bytes()[:9000])
     (out / "shard-000002.json").unlink()
-    result = cli("verify", out)
+    result = cli("verify", out, "--workers", 2)
     assert result.exit_code == 1
     text = result.output
     assert "shard-000000.tar: sha256 differs from the sidecar" in text
@@ -267,3 +267,16 @@ def test_dask_local_cluster_output_is_byte_identical(tiny, tmp_path):
     assert result.exit_code == 0, result.output
     assert snapshot(out) == snapshot(ref)
     assert leftovers(out) == []
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:9", "notaproto://x"])
+def test_unreachable_scheduler_is_a_clear_error(tiny, tmp_path, address):
+    pytest.importorskip("distributed", reason="the optional extra fdgen[dask] is not installed")
+    import dask
+
+    db, _ = tiny
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        result = cli(*render_args(db, tmp_path / "out", "--scheduler", address))
+    assert result.exit_code == 1, result.output
+    assert f"--scheduler {address}: cannot connect to the Dask scheduler" in result.output
+    assert not list((tmp_path / "out").glob("shard-*"))

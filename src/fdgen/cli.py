@@ -234,14 +234,15 @@ def status(out: Path, list_all: bool) -> None:
 @main.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--decode", is_flag=True, help="Also decode every image and check its size.")
-def verify(out: Path, decode: bool) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+def verify(out: Path, decode: bool, workers: int) -> None:
     """Check every shard against its sidecar and the plan; exit 1 naming each problem."""
     from fdgen.progress import progress_bar
     from fdgen.shards import read_manifest, shard_name, verify_folder
 
     total = read_manifest(out)["num_shards"]
     with progress_bar("verify", total, "shards") as update:
-        report = verify_folder(out, decode, lambda check: update(1))
+        report = verify_folder(out, decode, lambda check: update(1), workers)
     bad = [c for c in report["shards"] if not c.ok]
     for check in bad:
         for problem in check.problems:

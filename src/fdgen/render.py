@@ -135,11 +135,18 @@ def _prepare(out: Path, identity: dict, force: bool) -> bool:
             _clear(out)
             return False
         return True
-    if any(not is_lock_file(p) for p in out.iterdir()):
+    if _foreign(out):
         if not force:
             raise FdgenError(f"--shards: {out} is not empty and holds no fdgen shards; use --force")
         _clear(out)
     return False
+
+
+def _foreign(out: Path) -> bool:
+    """Whether ``out`` holds files but no fdgen manifest."""
+    if not out.is_dir() or (out / MANIFEST_FILE).exists():
+        return False
+    return any(not is_lock_file(p) for p in out.iterdir())
 
 
 def _clear(out: Path) -> None:
@@ -217,6 +224,8 @@ def render_dataset(
         )
     if out.exists() and not out.is_dir():
         raise FdgenError(f"--shards: {out} exists and is not a folder")
+    if not force and _foreign(out):  # checked again under the lock; this one writes nothing
+        raise FdgenError(f"--shards: {out} is not empty and holds no fdgen shards; use --force")
     family = get_family(db.type)
     plan = ShardPlan(
         len(db), settings.instances, family.group_size(settings), samples_per_shard, settings.seed

@@ -16,7 +16,6 @@ from fdgen.errors import FdgenError
 
 BACKENDS = ("local", "dask")
 DASK_RETRIES = 2  # reruns of a task that raised; tasks lost with a worker are rerun by Dask
-CONNECT_TIMEOUT = "20s"
 
 
 def run_local(fn: Callable, tasks: Iterable, workers: int) -> Iterator:
@@ -64,7 +63,8 @@ def run_dask(
     cluster = None
     try:
         if scheduler:
-            client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+            # timeout: Dask's distributed.comm.timeouts.connect (DASK_DISTRIBUTED__COMM__...)
+            client = distributed.Client(scheduler, set_as_default=False)
         else:
             cluster = distributed.LocalCluster(
                 n_workers=workers,
@@ -74,7 +74,7 @@ def run_dask(
                 silence_logs=logging.ERROR,
             )
             client = distributed.Client(cluster, set_as_default=False)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:
         if cluster is not None:
             cluster.close()
         where = f"--scheduler {scheduler}" if scheduler else "--backend dask"
@@ -93,6 +93,11 @@ def run_dask(
                 raise FdgenError(
                     f"Dask task {future.key} killed every worker it ran on ({exc}); "
                     "see the workers' logs (out of memory?)"
+                ) from None
+            except ImportError as exc:
+                raise FdgenError(
+                    f"Dask task {future.key}: a worker cannot import what it needs ({exc}); "
+                    "install the same fdgen on every worker"
                 ) from None
             future.release()
             for task in islice(pending, 1):

@@ -17,8 +17,9 @@ import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -369,6 +370,11 @@ def manifest_plan(manifest: dict) -> ShardPlan | None:
         return None
 
 
+@lru_cache(maxsize=4)
+def _lengths(plan: ShardPlan) -> tuple[int, ...]:
+    return tuple(plan.shard_lengths())
+
+
 def shard_state(folder: Path, index: int) -> str:
     """``complete`` (sidecar and matching size), ``incomplete`` (a tar, temporary file or
     sidecar without the rest) or ``missing`` (nothing written yet)."""
@@ -546,7 +552,7 @@ def verify_shard(
     except (OSError, ValueError) as exc:
         problems.append(f"sidecar {sidecar_name(index)} unreadable ({exc})")
         return check
-    expected_samples = plan.shard_lengths()[index] if plan else record.get("samples")
+    expected_samples = _lengths(plan)[index] if plan else record.get("samples")
     if record.get("samples") != expected_samples:
         problems.append(
             f"sidecar lists {record.get('samples')} samples, the plan {expected_samples}"
@@ -648,21 +654,39 @@ def _check_indexes(folder: Path, manifest: dict, plan: ShardPlan | None) -> list
     return problems
 
 
-def verify_folder(folder: Path, decode: bool = False, progress=None) -> dict:
+@lru_cache(maxsize=4)
+def _plan_of(fields: tuple) -> ShardPlan:
+    return ShardPlan(*fields)
+
+
+def _verify_task(folder: str, manifest: dict, plan_fields: tuple | None, decode: bool, index):
+    """``verify_shard`` in a worker process (the plan, with its permutation, built once)."""
+    plan = _plan_of(plan_fields) if plan_fields else None
+    return verify_shard(Path(folder), index, manifest, plan, decode)
+
+
+def verify_folder(folder: Path, decode: bool = False, progress=None, workers: int = 1) -> dict:
     """Verify every shard of a folder (see ``verify_shard``) and its index files.
 
     Returns ``{"shards": [ShardCheck...], "samples": n, "index_problems": [...]}``;
-    ``progress(check)`` is called after each shard.
+    ``progress(check)`` is called after each shard; ``workers`` processes share the shards.
     """
+    from fdgen.runners import run_local
+
     folder = Path(folder)
     manifest = read_manifest(folder)
     plan = manifest_plan(manifest)
+    if workers == 1:
+        fn = partial(verify_shard, folder, manifest=manifest, plan=plan, decode=decode)
+    else:
+        fields = dataclasses.astuple(plan) if plan else None
+        fn = partial(_verify_task, str(folder), manifest, fields, decode)
     checks = []
-    for j in range(manifest["num_shards"]):
-        check = verify_shard(folder, j, manifest, plan, decode)
+    for check in run_local(fn, range(manifest["num_shards"]), workers):
         checks.append(check)
         if progress:
             progress(check)
+    checks.sort(key=lambda c: c.index)
     return {
         "shards": checks,
         "samples": sum(c.samples for c in checks),
