@@ -212,6 +212,8 @@ def render_dataset(
         raise FdgenError(
             f"--backend: unknown backend {backend!r}; choose from {', '.join(BACKENDS)}"
         )
+    if scheduler and backend != "dask":
+        raise FdgenError("--scheduler applies only to --backend dask")
     if not 0 <= shard_index < num_shards:
         raise FdgenError(
             f"--shard-index: must be in [0, {num_shards - 1}] for --num-shards {num_shards}"
@@ -328,7 +330,8 @@ def _render_locked(
     total = sum(lengths[j] for j in own)
     with progress_bar("render", total, "images") as update:
         update(total - sum(lengths[j] for j in todo))
-        for record in run_tasks(render_shard, tasks(), workers, backend, scheduler, key):
+        runs = run_tasks(render_shard, tasks(), workers, backend, scheduler, key) if todo else ()
+        for record in runs:
             done[record["shard"]] = record
             rendered += record["samples"]
             rate = rendered / max(time.perf_counter() - started, 1e-9)

@@ -7,6 +7,7 @@ permutation, so shard j is a pure function of (database, settings, j) and mixes 
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import io
@@ -17,7 +18,6 @@ import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-import dataclasses
 from dataclasses import dataclass
 from functools import cached_property, lru_cache, partial
 from pathlib import Path
