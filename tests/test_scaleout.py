@@ -280,3 +280,50 @@ def test_unreachable_scheduler_is_a_clear_error(tiny, tmp_path, address):
     assert result.exit_code == 1, result.output
     assert f"--scheduler {address}: cannot connect to the Dask scheduler" in result.output
     assert not list((tmp_path / "out").glob("shard-*"))
+
+
+def _per_image_folder(folder: Path, bad_image_field: bool = False) -> Path:
+    """A folder as a per-image family (SegRCDB-like) writes it: keys img########, no cls,
+    a png, a mask and json {"image": n}; shard plan of 1 unit x 6 images, 4 per shard."""
+    from fdgen.shards import ShardPlan
+
+    plan = ShardPlan(1, 6, 1, 4, 0)
+    folder.mkdir()
+    for j in range(plan.num_shards):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            for _, _, instances in plan.members(j):
+                for i in instances:
+                    image = i + 1 if bad_image_field and i == 5 else i
+                    for ext, data in (
+                        ("png", b"\x89PNG..."),
+                        ("json", json.dumps({"image": image}).encode()),
+                        ("mask.png", b"\x89PNG..."),
+                    ):
+                        info = tarfile.TarInfo(f"img{i:08d}.{ext}")
+                        info.size = len(data)
+                        tar.addfile(info, io.BytesIO(data))
+        data = buf.getvalue()
+        (folder / f"shard-{j:06d}.tar").write_bytes(data)
+        record = {"samples": len(plan.members(j)), "bytes": len(data)}
+        record["sha256"] = hashlib.sha256(data).hexdigest()
+        (folder / f"shard-{j:06d}.json").write_text(json.dumps(record))
+    manifest = {
+        "identity": {"settings": {"size": 64}, "format": "png"},
+        "categories": 5,
+        "num_shards": plan.num_shards,
+        "plan": {f: getattr(plan, f) for f in plan.__dataclass_fields__},
+        "sample_unit": "image",
+        "status": "rendering",
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_verify_per_image_samples(tmp_path):
+    good = cli("verify", _per_image_folder(tmp_path / "good"))
+    assert good.exit_code == 0, good.output
+    assert "2 of 2 shards OK, 6 samples checked" in good.output
+    bad = cli("verify", _per_image_folder(tmp_path / "bad", bad_image_field=True))
+    assert bad.exit_code == 1
+    assert "sample img00000005: json image number does not match the key" in bad.output

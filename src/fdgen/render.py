@@ -287,6 +287,8 @@ def _render_locked(
         "num_shards": plan.num_shards,
         "num_samples": plan.num_samples,
         "plan": dataclasses.asdict(plan),
+        # "image": each sample is one image of many categories (keys img########, no cls)
+        "sample_unit": getattr(family, "SAMPLE_UNIT", "category"),
         "status": "rendering",
     }
     if partition is None or not held:

@@ -466,16 +466,29 @@ class ShardCheck:
         return not self.problems
 
 
+def _per_image_key(image: int) -> str:
+    """Key of a sample that is one image of many categories (``sample_unit: image``)."""
+    return f"img{image:08d}"
+
+
 def _check_sample(
-    key: str, fields: dict, expected_image: str, categories: int, decode_size, problems: list
+    key: str,
+    fields: dict,
+    expected_image: str,
+    categories: int,
+    decode_size,
+    problems: list,
+    per_image: bool = False,
 ) -> None:
     """Check the members of one sample; append problems (each naming the sample).
 
-    A sample needs ``cls``, ``json`` and a payload: the ``.<format>`` image, or other
-    members for families whose output is not an image (e.g. point clouds).
+    A sample needs ``cls`` (not for per-image samples, which show many categories),
+    ``json`` and a payload: the ``.<format>`` image, or other members for families whose
+    output is not an image (e.g. point clouds).
     """
     where = f"sample {key}"
-    missing = [ext for ext in ("cls", "json") if ext not in fields]
+    needed = ("json",) if per_image else ("cls", "json")
+    missing = [ext for ext in needed if ext not in fields]
     if not set(fields) - {"cls", "json"}:
         missing.insert(0, f"image (.{expected_image})")
     if missing:
@@ -495,13 +508,20 @@ def _check_sample(
         except (ValueError, UnicodeDecodeError) as exc:
             problems.append(f"{where}: json member unreadable ({exc})")
         else:
-            if label is not None and meta.get("category") != label:
-                problems.append(f"{where}: json category {meta.get('category')} != label {label}")
-            cat, inst = meta.get("category"), meta.get("instance")
-            if not (
-                isinstance(cat, int) and isinstance(inst, int) and sample_key(cat, inst) == key
-            ):
-                problems.append(f"{where}: json category/instance do not match the key")
+            if per_image:
+                image = meta.get("image")
+                if not (isinstance(image, int) and _per_image_key(image) == key):
+                    problems.append(f"{where}: json image number does not match the key")
+            else:
+                if label is not None and meta.get("category") != label:
+                    problems.append(
+                        f"{where}: json category {meta.get('category')} != label {label}"
+                    )
+                cat, inst = meta.get("category"), meta.get("instance")
+                if not (
+                    isinstance(cat, int) and isinstance(inst, int) and sample_key(cat, inst) == key
+                ):
+                    problems.append(f"{where}: json category/instance do not match the key")
     if decode_size is not None and expected_image in fields:
         import cv2  # only --decode needs it
 
@@ -557,10 +577,13 @@ def verify_shard(
         problems.append(
             f"sidecar lists {record.get('samples')} samples, the plan {expected_samples}"
         )
+    per_image = manifest.get("sample_unit", "category") == "image"
     expected_keys = None
     if plan is not None:
         expected_keys = {
-            sample_key(c, i) for c, _, instances in plan.members(index) for i in instances
+            _per_image_key(i) if per_image else sample_key(c, i)
+            for c, _, instances in plan.members(index)
+            for i in instances
         }
     seen: set[str] = set()
     try:
@@ -579,7 +602,9 @@ def verify_shard(
             check.samples += 1
             if expected_keys is not None and current not in expected_keys:
                 problems.append(f"sample {current}: does not belong in this shard")
-            _check_sample(current, fields, expected_image, categories, decode_size, problems)
+            _check_sample(
+                current, fields, expected_image, categories, decode_size, problems, per_image
+            )
             if members_seen and set(fields) != members_seen[0]:
                 problems.append(
                     f"sample {current}: members {sorted(fields)} differ from the shard's first "
