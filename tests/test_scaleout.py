@@ -327,3 +327,11 @@ def test_verify_per_image_samples(tmp_path):
     bad = cli("verify", _per_image_folder(tmp_path / "bad", bad_image_field=True))
     assert bad.exit_code == 1
     assert "sample img00000005: json image number does not match the key" in bad.output
+
+
+def test_partitions_do_not_start_a_preset_search(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("render", "--db", "FractalDB-1k", "--shard-index", 0, "--num-shards", 4)
+    assert result.exit_code == 1
+    assert "run `fdgen search --preset FractalDB-1k --out FractalDB-1k` first" in result.output
+    assert list(tmp_path.iterdir()) == []

@@ -172,6 +172,14 @@ def render(
     from fdgen.search import default_workers
 
     workers = workers or default_workers()
+    if kw["num_shards"] > 1 and db_arg in all_presets():
+        from fdgen.database import read_meta
+
+        if read_meta(Path(db_arg)) is None:
+            raise FdgenError(
+                f"--num-shards: every partition would run the search of preset {db_arg} at "
+                f"once; run `fdgen search --preset {db_arg} --out {db_arg}` first"
+            )
     db, preset_cfg = resolve_database(db_arg, workers)
     family = get_family(db.type)
     settings = build_settings(
