@@ -148,13 +148,42 @@ def resolve_database(db_arg: str, workers: int | None):
 @click.option("--workers", type=click.IntRange(min=1), help="Processes [all cores].")
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed [0].")
 @click.option("--force", is_flag=True, help="Replace shards of other settings in --shards.")
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "dask"]),
+    help="Where shards render: this machine (joblib) or a Dask cluster [local].",
+)
+@click.option("--scheduler", help="Dask scheduler address tcp://HOST:PORT [a LocalCluster].")
+@click.option(
+    "--shard-index",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Render only shards j with j %% NUM_SHARDS == SHARD_INDEX [0].",
+)
+@click.option(
+    "--num-shards",
+    type=click.IntRange(min=1),
+    default=1,
+    help="Partitions of a batch-scheduler array, e.g. SLURM_ARRAY_TASK_COUNT [1].",
+)
+@click.option("--rehash", is_flag=True, help="Re-hash finished shards; redo damaged ones.")
 @click.pass_context
-def render(ctx, db_arg, shards, fmt, samples_per_shard, workers, force, **_):
+def render(
+    ctx, db_arg, shards, fmt, samples_per_shard, workers, force, backend, scheduler, **kw
+):
     """Render every instance of every category into WebDataset shards."""
     from fdgen.render import render_dataset
     from fdgen.search import default_workers
 
     workers = workers or default_workers()
+    if kw["num_shards"] > 1 and db_arg in all_presets():
+        from fdgen.database import read_meta
+
+        if read_meta(Path(db_arg)) is None:
+            raise FdgenError(
+                f"--num-shards: every partition would run the search of preset {db_arg} at "
+                f"once; run `fdgen search --preset {db_arg} --out {db_arg}` first"
+            )
     db, preset_cfg = resolve_database(db_arg, workers)
     family = get_family(db.type)
     settings = build_settings(
@@ -164,8 +193,22 @@ def render(ctx, db_arg, shards, fmt, samples_per_shard, workers, force, **_):
         f"type {db.type}",
     )
     out = shards or Path(f"{db.path.name}-shards")
-    manifest = render_dataset(db, settings, out, fmt, samples_per_shard, workers, force)
+    if backend == "local" and scheduler:
+        raise FdgenError("--scheduler applies only to --backend dask")
+    manifest = render_dataset(
+        db, settings, out, fmt, samples_per_shard, workers, force,
+        shard_index=kw["shard_index"], num_shards=kw["num_shards"], rehash=kw["rehash"],
+        backend=backend or ("dask" if scheduler else "local"), scheduler=scheduler,
+    )  # fmt: skip
     rate = manifest["images_per_s"]
+    if manifest["status"] == "partial":
+        click.echo(
+            f"{out}: partition {kw['shard_index']} of {kw['num_shards']} done "
+            f"({manifest['rendered_now']:,} samples rendered now); "
+            f"{manifest['complete_shards']} of {manifest['num_shards']} shards complete, "
+            "the last partition to finish writes the index files"
+        )
+        return
     click.echo(
         f"{out}: {manifest['num_samples']:,} samples in {manifest['num_shards']} shards "
         f"({manifest['rendered_now']:,} rendered now"
@@ -173,6 +216,64 @@ def render(ctx, db_arg, shards, fmt, samples_per_shard, workers, force, **_):
         + f"; {manifest['diverged']} diverged variants' images; "
         f"{manifest['bytes'] / 2**20:,.1f} MiB)"
     )
+
+
+@main.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--list", "list_all", is_flag=True, help="Name every incomplete and missing shard.")
+def status(out: Path, list_all: bool) -> None:
+    """Which shards of a shard folder are complete, incomplete or missing."""
+    from fdgen.shards import folder_status, shard_name
+
+    st = folder_status(out)
+    total, done = st["num_shards"], len(st["complete"])
+    samples = st["num_samples"] or 0
+    pct = 100 * st["samples_done"] / samples if samples else 100.0
+    click.echo(
+        f"{out}: {done} of {total} shards complete, {st['samples_done']:,} of {samples:,} "
+        f"samples ({pct:.1f}%)"
+    )
+    for state in ("incomplete", "missing"):
+        shown = st[state] if list_all else st[state][:10]
+        names = ", ".join(shard_name(j) for j in shown)
+        left = len(st[state]) - len(shown)
+        more = f", ... ({left} more; --list)" if left else ""
+        click.echo(f"  {state:10s} {len(st[state])}" + (f": {names}{more}" if shown else ""))
+    finalised = "yes" if st["indexed"] else "no"
+    click.echo(f"  indexed    {finalised} (_info.json, sizes.json)")
+
+
+@main.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--decode", is_flag=True, help="Also decode every image and check its size.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+def verify(out: Path, decode: bool, workers: int) -> None:
+    """Check every shard against its sidecar and the plan; exit 1 naming each problem."""
+    from fdgen.progress import progress_bar
+    from fdgen.shards import read_manifest, shard_name, verify_folder
+
+    total = read_manifest(out)["num_shards"]
+    with progress_bar("verify", total, "shards") as update:
+        report = verify_folder(out, decode, lambda check: update(1), workers)
+    bad = [c for c in report["shards"] if not c.ok]
+    for check in bad:
+        for problem in check.problems:
+            click.echo(f"{out / shard_name(check.index)}: {problem}", err=True)
+    for problem in report["index_problems"]:
+        click.echo(f"{out}: {problem}", err=True)
+    what = "decoded and checked" if decode else "checked"
+    summary = f"{out}: {total - len(bad)} of {total} shards OK, {report['samples']:,} samples"
+    summary += f" {what}"
+    index_problems = len(report["index_problems"])
+    if bad or index_problems:
+        names = ", ".join(shard_name(c.index) for c in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise FdgenError(
+            f"{summary}; {len(bad)} shard(s) with problems"
+            + (f" ({names})" if bad else "")
+            + (f"; {index_problems} index problem(s)" if index_problems else "")
+            + ". Rerun the same `fdgen render` (with --rehash for damage that kept the size)"
+        )
+    click.echo(summary)
 
 
 @main.command("presets")

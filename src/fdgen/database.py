@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,8 @@ PROGRESS_FILE = "search-progress.json"
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write a file under a temporary name, then rename it into place."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    # host and pid: writers on several machines may share the folder (SLURM arrays, Dask)
+    tmp = path.with_name(f".{path.name}.tmp{socket.gethostname()}-{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data.encode() if isinstance(data, str) else data)
@@ -83,6 +85,11 @@ def read_meta(folder: Path) -> dict | None:
         raise FdgenError(f"{meta_path}: not a readable YAML file ({exc})") from None
     if not isinstance(meta, dict) or "type" not in meta or "categories" not in meta:
         raise FdgenError(f"{meta_path}: not an fdgen database file (needs 'type' and 'categories')")
+    if not isinstance(meta["type"], str):
+        raise FdgenError(f"{meta_path}: 'type' must name a formula family")
+    count = meta["categories"]
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise FdgenError(f"{meta_path}: 'categories' must be a whole number >= 1")
     return meta
 
 

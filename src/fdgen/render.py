@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
+import signal
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +21,7 @@ from fdgen.encode import encode_image
 from fdgen.errors import FdgenError
 from fdgen.families import get_family
 from fdgen.progress import progress_bar
-from fdgen.runners import run_local
+from fdgen.runners import BACKENDS, run_tasks
 from fdgen.shards import (
     INFO_FILE,
     MANIFEST_FILE,
@@ -25,8 +29,14 @@ from fdgen.shards import (
     SIZES_FILE,
     ShardPlan,
     ShardWriter,
+    file_sha256,
+    is_lock_file,
+    lock_folder,
     read_sidecar,
+    remove_partials,
     sample_key,
+    shard_name,
+    sidecar_name,
     write_indexes,
 )
 
@@ -50,11 +60,27 @@ def _renderer(type_: str, settings):
     return get_family(type_).Renderer(settings)
 
 
+def _write_error(task: ShardTask, exc: OSError) -> FdgenError:
+    reason = exc.strerror or str(exc)
+    return FdgenError(
+        f"{shard_name(task.index)}: cannot write it in {task.out} ({reason}); it is not marked "
+        "complete and finished shards are kept: free space or fix the cause, then rerun the "
+        "same command"
+    )
+
+
 def render_shard(task: ShardTask) -> dict:
-    """Render and write one shard; returns its sidecar record."""
+    """Render and write one shard; returns its sidecar record.
+
+    Write errors (a full disk, a file-size limit) become an ``FdgenError`` naming the shard;
+    the temporary file is removed and no sidecar is written, so the shard stays incomplete.
+    """
     renderer = _renderer(task.type, task.settings)
     two_level = getattr(renderer, "two_level_value", None)
-    writer = ShardWriter(Path(task.out), task.index)
+    try:
+        writer = ShardWriter(Path(task.out), task.index)
+    except OSError as exc:
+        raise _write_error(task, exc) from None
     diverged = 0
     try:
         for category, group, instances in task.members:
@@ -74,6 +100,9 @@ def render_shard(task: ShardTask) -> dict:
                     },
                 )
         return writer.commit({"diverged": diverged})
+    except OSError as exc:
+        writer.abort()
+        raise _write_error(task, exc) from None
     except BaseException:
         writer.abort()
         raise
@@ -89,10 +118,9 @@ def _identity(db: Database, family: ModuleType, settings, fmt: str, per_shard: i
     }
 
 
-def _prepare(out: Path, identity: dict, force: bool) -> None:
+def _prepare(out: Path, identity: dict, force: bool) -> bool:
+    """Check ``out`` against the requested render; returns whether it holds a manifest of it."""
     manifest_path = out / MANIFEST_FILE
-    if out.exists() and not out.is_dir():
-        raise FdgenError(f"--shards: {out} exists and is not a folder")
     if manifest_path.exists():
         try:
             held = json.loads(manifest_path.read_text())["identity"]
@@ -105,26 +133,54 @@ def _prepare(out: Path, identity: dict, force: bool) -> None:
                     "use --force to replace them or choose another folder"
                 )
             _clear(out)
-    elif out.exists() and any(out.iterdir()):
+            return False
+        return True
+    if _foreign(out):
         if not force:
             raise FdgenError(f"--shards: {out} is not empty and holds no fdgen shards; use --force")
         _clear(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in out.glob("*" + PARTIAL_SUFFIX):
-            stale.unlink()
-    except OSError as exc:
-        raise FdgenError(f"--shards: cannot write to {out} ({exc.strerror})") from None
+    return False
+
+
+def _foreign(out: Path) -> bool:
+    """Whether ``out`` holds files but no fdgen manifest."""
+    if not out.is_dir() or (out / MANIFEST_FILE).exists():
+        return False
+    return any(not is_lock_file(p) for p in out.iterdir())
 
 
 def _clear(out: Path) -> None:
+    """Empty ``out`` except the lock files (held by this process while it renders)."""
     for pattern in ("shard-*", "." + "*.tmp*", "*" + PARTIAL_SUFFIX):
         for path in out.glob(pattern):
             path.unlink()
     for name in (MANIFEST_FILE, INFO_FILE, SIZES_FILE):
         (out / name).unlink(missing_ok=True)
-    if any(out.iterdir()):
-        shutil.rmtree(out)
+    for path in out.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif not is_lock_file(path):
+            path.unlink()
+
+
+def _rehash(out: Path, done: dict, indices: list[int], workers: int) -> list[int]:
+    """Shards among ``indices`` whose sha256 differs from their sidecar (same-size damage)."""
+
+    def damaged(j: int) -> bool:
+        try:
+            return file_sha256(out / shard_name(j))[0] != done[j]["sha256"]
+        except OSError:
+            return True
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:  # hashlib releases the GIL
+        flags = list(pool.map(damaged, indices))
+    return [j for j, bad in zip(indices, flags, strict=True) if bad]
+
+
+def _ignore_file_size_signal() -> None:
+    """Turn a file-size limit (RLIMIT_FSIZE) into a write error (EFBIG) instead of a kill."""
+    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def render_dataset(
@@ -136,19 +192,93 @@ def render_dataset(
     workers: int = 1,
     force: bool = False,
     name: str | None = None,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    backend: str = "local",
+    scheduler: str | None = None,
+    rehash: bool = False,
 ) -> dict:
     """Render every instance of every category of ``db`` into shards under ``out``.
 
-    Finished shards (sidecar present, size matching) are kept; the rest are (re)written.
-    Returns the final manifest.
+    Finished shards (sidecar present, size matching; with ``rehash`` also the sha256) are
+    kept; the rest are (re)written. With ``num_shards`` N > 1 only the shards j with
+    j % N == ``shard_index`` are rendered (one partition of a batch-scheduler array); whichever
+    process finds every shard complete writes the index files. ``backend`` is ``local``
+    (joblib on this machine) or ``dask`` (``scheduler`` address, or a LocalCluster). The folder
+    is locked while it renders. Returns the manifest (``status`` ``complete`` or ``partial``).
     """
     out = Path(out)
+    if backend not in BACKENDS:
+        raise FdgenError(
+            f"--backend: unknown backend {backend!r}; choose from {', '.join(BACKENDS)}"
+        )
+    if scheduler and backend != "dask":
+        raise FdgenError("--scheduler applies only to --backend dask")
+    if not 0 <= shard_index < num_shards:
+        raise FdgenError(
+            f"--shard-index: must be in [0, {num_shards - 1}] for --num-shards {num_shards}"
+        )
+    partition = (shard_index, num_shards) if num_shards > 1 else None
+    if partition and force:
+        raise FdgenError(
+            "--force cannot be combined with --num-shards: partitions share the folder; "
+            "empty it once before starting them"
+        )
+    if out.exists() and not out.is_dir():
+        raise FdgenError(f"--shards: {out} exists and is not a folder")
+    if not force and _foreign(out):  # checked again under the lock; this one writes nothing
+        raise FdgenError(f"--shards: {out} is not empty and holds no fdgen shards; use --force")
     family = get_family(db.type)
     plan = ShardPlan(
         len(db), settings.instances, family.group_size(settings), samples_per_shard, settings.seed
     )
     identity = _identity(db, family, settings, fmt, samples_per_shard)
-    _prepare(out, identity, force)
+    _ignore_file_size_signal()
+    try:
+        with lock_folder(out, partition):
+            return _render_locked(
+                db,
+                family,
+                settings,
+                plan,
+                identity,
+                out.absolute(),
+                fmt,
+                workers,
+                force,
+                name,
+                partition,
+                backend,
+                scheduler,
+                rehash,
+            )
+    except OSError as exc:
+        where = exc.filename or out
+        raise FdgenError(f"--shards: cannot write {where} ({exc.strerror or exc})") from None
+
+
+def _render_locked(
+    db,
+    family,
+    settings,
+    plan,
+    identity,
+    out,
+    fmt,
+    workers,
+    force,
+    name,
+    partition,
+    backend,
+    scheduler,
+    rehash,
+) -> dict:
+    index, count = partition or (0, 1)
+
+    def mine(j: int) -> bool:
+        return j % count == index
+
+    held = _prepare(out, identity, force)
     manifest = {
         "fdgen_version": __version__,
         "identity": identity,
@@ -156,11 +286,25 @@ def render_dataset(
         "categories": len(db),
         "num_shards": plan.num_shards,
         "num_samples": plan.num_samples,
+        "plan": dataclasses.asdict(plan),
+        # "image": each sample is one image of many categories (keys img########, no cls)
+        "sample_unit": getattr(family, "SAMPLE_UNIT", "category"),
         "status": "rendering",
     }
-    write_atomic(out / MANIFEST_FILE, json.dumps(manifest, indent=1))
-    done = {j: read_sidecar(out, j) for j in range(plan.num_shards)}
-    todo = [j for j, record in done.items() if record is None]
+    if partition is None or not held:
+        # Partitions of one array leave a manifest another partition wrote as it is.
+        write_atomic(out / MANIFEST_FILE, json.dumps(manifest, indent=1))
+    remove_partials(out, mine)
+    if partition is None:
+        for stale in out.glob("." + "*.tmp*"):
+            stale.unlink(missing_ok=True)
+    own = [j for j in range(plan.num_shards) if mine(j)]
+    done = {j: read_sidecar(out, j) for j in own}
+    if rehash:
+        for j in _rehash(out, done, [j for j in own if done[j] is not None], workers):
+            (out / sidecar_name(j)).unlink(missing_ok=True)
+            done[j] = None
+    todo = [j for j in own if done[j] is None]
     lengths = plan.shard_lengths()
     started = time.perf_counter()
 
@@ -179,23 +323,39 @@ def render_dataset(
                 {c: db.names[c] + family.CATEGORY_SUFFIX for c in cats},
             )
 
+    token = hashlib.sha256(f"{out}\0{json.dumps(identity, sort_keys=True)}".encode()).hexdigest()
+
+    def key(task: ShardTask) -> str:
+        return f"fdgen-{token[:12]}-{shard_name(task.index)}"
+
     rendered = 0
-    with progress_bar("render", plan.num_samples, "images") as update:
-        update(plan.num_samples - sum(lengths[j] for j in todo))
-        for record in run_local(render_shard, tasks(), workers):
+    total = sum(lengths[j] for j in own)
+    with progress_bar("render", total, "images") as update:
+        update(total - sum(lengths[j] for j in todo))
+        runs = run_tasks(render_shard, tasks(), workers, backend, scheduler, key) if todo else ()
+        for record in runs:
             done[record["shard"]] = record
             rendered += record["samples"]
             rate = rendered / max(time.perf_counter() - started, 1e-9)
             update(record["samples"], f"{rate:,.0f} img/s")
     elapsed = time.perf_counter() - started
-    write_indexes(out, name or db.path.name, plan)
+    remove_partials(out, mine)  # left by Dask workers lost mid-shard
+    records = {j: read_sidecar(out, j) for j in range(plan.num_shards)}
+    complete = sum(r is not None for r in records.values())
     manifest.update(
-        status="complete",
-        diverged=sum(r["diverged"] for r in done.values()),
-        bytes=sum(r["bytes"] for r in done.values()),
         rendered_now=rendered,
         elapsed_s=round(elapsed, 3),
         images_per_s=round(rendered / elapsed, 1) if rendered else None,
+        complete_shards=complete,
+    )
+    if complete < plan.num_shards:
+        # Another partition is still at work; the last one to finish writes the indexes.
+        return manifest | {"status": "partial", "diverged": None, "bytes": None}
+    write_indexes(out, name or db.path.name, plan)
+    manifest.update(
+        status="complete",
+        diverged=sum(r.get("diverged", 0) for r in records.values()),
+        bytes=sum(r["bytes"] for r in records.values()),
     )
     write_atomic(out / MANIFEST_FILE, json.dumps(manifest, indent=1))
     return manifest

@@ -7,24 +7,33 @@ permutation, so shard j is a pure function of (database, settings, j) and mixes 
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import hashlib
 import io
 import json
 import os
+import socket
 import tarfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache, partial
 from pathlib import Path
 
 import numpy as np
 
 from fdgen.database import write_atomic
+from fdgen.errors import FdgenError
 
 SAMPLES_PER_SHARD = 5000
 INFO_FILE = "_info.json"
 SIZES_FILE = "sizes.json"
 MANIFEST_FILE = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
+LOCK_FILE = ".lock"
+HASH_CHUNK = 1 << 20
 _SHUFFLE_KEY = 0x5348  # separates the shard shuffle stream from sample streams
 
 
@@ -128,7 +137,9 @@ class ShardWriter:
         self.folder = Path(folder)
         self.index = index
         self.path = self.folder / shard_name(index)
-        self.tmp = self.folder / (shard_name(index) + PARTIAL_SUFFIX)
+        # A per-process temporary name: a shard rendered twice at once (a Dask task rerun while
+        # its first try still runs) never shares a half-written file.
+        self.tmp = self.folder / f"{shard_name(index)}.{_process_tag()}{PARTIAL_SUFFIX}"
         self._fh = open(self.tmp, "wb")
         self._hashing = _HashingFile(self._fh)
         self._tar = tarfile.open(fileobj=self._hashing, mode="w|", format=tarfile.USTAR_FORMAT)
@@ -165,11 +176,11 @@ class ShardWriter:
 
     def abort(self) -> None:
         """Drop the partial shard."""
-        try:
-            self._tar.close()
-        except Exception:  # noqa: BLE001 - the file is being discarded anyway
-            pass
-        self._fh.close()
+        for close in (self._tar.close, self._fh.close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - the file is being discarded anyway (disk full...)
+                pass
         self.tmp.unlink(missing_ok=True)
 
 
@@ -202,4 +213,508 @@ def write_indexes(folder: Path, name: str, plan: ShardPlan) -> None:
         },
     }
     write_atomic(Path(folder) / INFO_FILE, json.dumps(info, indent=1))
-    write_atomic(Path(folder) / SIZES_FILE, json.dumps(dict(zip(names, lengths)), indent=1))
+    write_atomic(
+        Path(folder) / SIZES_FILE, json.dumps(dict(zip(names, lengths, strict=True)), indent=1)
+    )
+
+
+# --- temporary files, locking ---------------------------------------------------------------
+
+
+def _process_tag() -> str:
+    """Host and process id: unique among the writers of one (possibly shared) folder."""
+    return f"{socket.gethostname().replace('/', '_')}-{os.getpid()}"
+
+
+def partial_shard_index(path: Path) -> int | None:
+    """The shard index of a temporary ``shard-NNNNNN.tar.*.partial`` file, else None."""
+    name = Path(path).name
+    if not (name.startswith("shard-") and name.endswith(PARTIAL_SUFFIX)):
+        return None
+    digits = name[len("shard-") : len("shard-") + 6]
+    return int(digits) if digits.isdigit() else None
+
+
+def remove_partials(folder: Path, mine=lambda index: True) -> int:
+    """Delete the temporary shard files of the shards ``mine`` selects; returns how many."""
+    removed = 0
+    for path in Path(folder).glob("shard-*" + PARTIAL_SUFFIX):
+        index = partial_shard_index(path)
+        if index is not None and mine(index):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def partition_lock_name(index: int, count: int) -> str:
+    """Lock file of partition ``index`` of ``count`` (``--shard-index/--num-shards``)."""
+    return f"{LOCK_FILE}-{index}-of-{count}"
+
+
+def _holder(path: Path) -> str:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        text = ""
+    return f" ({text})" if text else ""
+
+
+def _flock(path: Path, mode: int) -> int | None:
+    """An open descriptor of ``path`` holding ``mode`` (non-blocking), or None if taken."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _stamp(fd: int) -> None:
+    """Write who holds a lock into its file (for the message the next process prints)."""
+    text = f"host {socket.gethostname()}, pid {os.getpid()}, since {time.strftime('%H:%M:%S')}"
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, text.encode(), 0)
+
+
+@contextmanager
+def lock_folder(folder: Path, partition: tuple[int, int] | None = None) -> Iterator[None]:
+    """Hold the render lock of ``folder`` for the duration of the block.
+
+    A whole render takes an exclusive ``flock`` on ``FOLDER/.lock``. A partition render
+    (``--shard-index I --num-shards N``) takes a shared lock on ``.lock`` plus an exclusive
+    lock on ``.lock-I-of-N``, so the partitions of a SLURM array run side by side while a
+    second copy of one partition, or a whole render beside them, is refused. The kernel drops
+    ``flock`` locks when the process exits, however it exits: a crash leaves no stale lock.
+    """
+    folder = Path(folder)
+    main_lock = folder / LOCK_FILE
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fds = []
+        if partition is None:
+            fd = _flock(main_lock, fcntl.LOCK_EX)
+            if fd is None:
+                raise FdgenError(
+                    f"--shards: {folder} is being rendered by another fdgen process"
+                    f"{_holder(main_lock)} (lock {main_lock}); two renders into one folder are "
+                    "refused: wait for it to finish or choose another folder"
+                )
+            fds.append(fd)
+            _stamp(fd)
+        else:
+            index, count = partition
+            fd = _flock(main_lock, fcntl.LOCK_SH)
+            if fd is None:
+                raise FdgenError(
+                    f"--shards: {folder} is being rendered whole by another fdgen process"
+                    f"{_holder(main_lock)} (lock {main_lock}); a partition render beside it is "
+                    "refused"
+                )
+            fds.append(fd)
+            part_lock = folder / partition_lock_name(index, count)
+            fd = _flock(part_lock, fcntl.LOCK_EX)
+            if fd is None:
+                os.close(fds.pop())
+                raise FdgenError(
+                    f"--shard-index {index} --num-shards {count}: this partition of {folder} is "
+                    f"being rendered by another fdgen process{_holder(part_lock)} "
+                    f"(lock {part_lock}); the second copy is refused"
+                )
+            fds.append(fd)
+            _stamp(fd)
+    except OSError as exc:
+        raise FdgenError(f"--shards: cannot lock {folder} ({exc.strerror or exc})") from None
+    try:
+        yield
+    finally:
+        for fd in reversed(fds):
+            os.close(fd)
+
+
+def is_lock_file(path: Path) -> bool:
+    """Whether ``path`` is one of the render lock files (kept in the folder between runs)."""
+    return Path(path).name == LOCK_FILE or Path(path).name.startswith(LOCK_FILE + "-")
+
+
+# --- status and verification ---------------------------------------------------------------
+
+
+def read_manifest(folder: Path) -> dict:
+    """The ``manifest.json`` of a shard folder; a clear error when there is none."""
+    path = Path(folder) / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text())
+        num_shards = manifest["num_shards"]
+        manifest["identity"]["settings"]  # noqa: B018 - presence check
+    except FileNotFoundError:
+        raise FdgenError(f"{folder}: not an fdgen shard folder (no {MANIFEST_FILE})") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FdgenError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(num_shards, int) or num_shards < 0:
+        raise FdgenError(f"{path}: num_shards must be a non-negative integer")
+    return manifest
+
+
+def manifest_plan(manifest: dict) -> ShardPlan | None:
+    """The shard plan a manifest records (None for manifests that predate the record)."""
+    plan = manifest.get("plan")
+    if not isinstance(plan, dict):
+        return None
+    try:
+        return ShardPlan(**plan)
+    except TypeError:
+        return None
+
+
+@lru_cache(maxsize=4)
+def _lengths(plan: ShardPlan) -> tuple[int, ...]:
+    return tuple(plan.shard_lengths())
+
+
+def shard_state(folder: Path, index: int) -> str:
+    """``complete`` (sidecar and matching size), ``incomplete`` (a tar, temporary file or
+    sidecar without the rest) or ``missing`` (nothing written yet)."""
+    if read_sidecar(folder, index) is not None:
+        return "complete"
+    folder = Path(folder)
+    if (folder / shard_name(index)).exists() or (folder / sidecar_name(index)).exists():
+        return "incomplete"
+    if any(folder.glob(shard_name(index) + ".*" + PARTIAL_SUFFIX)):
+        return "incomplete"
+    return "missing"
+
+
+def folder_status(folder: Path) -> dict:
+    """Where a shard folder stands: shard indices by state and samples done."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    plan = manifest_plan(manifest)
+    lengths = plan.shard_lengths() if plan else None
+    partial = {partial_shard_index(p) for p in folder.glob("shard-*" + PARTIAL_SUFFIX)}
+    states: dict[str, list[int]] = {"complete": [], "incomplete": [], "missing": []}
+    samples_done = 0
+    for j in range(manifest["num_shards"]):
+        record = read_sidecar(folder, j)
+        if record is not None:
+            states["complete"].append(j)
+            samples_done += record.get("samples", 0)
+        elif (
+            j in partial or (folder / shard_name(j)).exists() or (folder / sidecar_name(j)).exists()
+        ):
+            states["incomplete"].append(j)
+        else:
+            states["missing"].append(j)
+    return {
+        "folder": str(folder),
+        "num_shards": manifest["num_shards"],
+        "num_samples": manifest.get("num_samples"),
+        "samples_done": samples_done,
+        "shard_lengths": lengths,
+        "indexed": (folder / INFO_FILE).exists() and manifest.get("status") == "complete",
+        **states,
+    }
+
+
+def file_sha256(path: Path) -> tuple[str, int]:
+    """sha256 hex digest and size of a file, read in chunks."""
+    sha = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            sha.update(chunk)
+            size += len(chunk)
+    return sha.hexdigest(), size
+
+
+class _HashingReader:
+    """A read-only file wrapper that hashes what is read (one pass for tar parsing + sha256)."""
+
+    def __init__(self, fh):
+        self.fh = fh
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(HASH_CHUNK):
+            pass
+
+
+IMAGE_EXTENSIONS = ("png", "jpg")
+_MAX_PROBLEMS = 20  # per shard; a badly damaged shard would otherwise flood the report
+
+
+@dataclass
+class ShardCheck:
+    """The outcome of verifying one shard."""
+
+    index: int
+    samples: int = 0
+    problems: list[str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _per_image_key(image: int) -> str:
+    """Key of a sample that is one image of many categories (``sample_unit: image``)."""
+    return f"img{image:08d}"
+
+
+def _check_sample(
+    key: str,
+    fields: dict,
+    expected_image: str,
+    categories: int,
+    decode_size,
+    problems: list,
+    per_image: bool = False,
+) -> None:
+    """Check the members of one sample; append problems (each naming the sample).
+
+    A sample needs ``cls`` (not for per-image samples, which show many categories),
+    ``json`` and a payload: the ``.<format>`` image, or other members for families whose
+    output is not an image (e.g. point clouds).
+    """
+    where = f"sample {key}"
+    needed = ("json",) if per_image else ("cls", "json")
+    missing = [ext for ext in needed if ext not in fields]
+    if not set(fields) - {"cls", "json"}:
+        missing.insert(0, f"image (.{expected_image})")
+    if missing:
+        problems.append(f"{where}: no {', '.join(missing)} member")
+    label = None
+    if "cls" in fields:
+        text = fields["cls"].decode("ascii", "replace").strip()
+        if not text.isdigit() or not 0 <= int(text) < categories:
+            problems.append(f"{where}: label {text[:20]!r} is not an integer in [0, {categories})")
+        else:
+            label = int(text)
+    if "json" in fields:
+        try:
+            meta = json.loads(fields["json"])
+            if not isinstance(meta, dict):
+                raise ValueError("not an object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            problems.append(f"{where}: json member unreadable ({exc})")
+        else:
+            if per_image:
+                image = meta.get("image")
+                if not (isinstance(image, int) and _per_image_key(image) == key):
+                    problems.append(f"{where}: json image number does not match the key")
+            else:
+                if label is not None and meta.get("category") != label:
+                    problems.append(
+                        f"{where}: json category {meta.get('category')} != label {label}"
+                    )
+                cat, inst = meta.get("category"), meta.get("instance")
+                if not (
+                    isinstance(cat, int) and isinstance(inst, int) and sample_key(cat, inst) == key
+                ):
+                    problems.append(f"{where}: json category/instance do not match the key")
+    if decode_size is not None and expected_image in fields:
+        import cv2  # only --decode needs it
+
+        buf = np.frombuffer(fields[expected_image], np.uint8)
+        try:
+            image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+        except cv2.error:
+            image = None
+        if image is None:
+            problems.append(f"{where}: the {expected_image} image does not decode")
+        elif (
+            isinstance(decode_size, int)
+            and decode_size
+            and image.shape[:2] != (decode_size, decode_size)
+        ):
+            problems.append(
+                f"{where}: image is {image.shape[1]}x{image.shape[0]}, "
+                f"expected {decode_size}x{decode_size}"
+            )
+
+
+def verify_shard(
+    folder: Path,
+    index: int,
+    manifest: dict,
+    plan: ShardPlan | None = None,
+    decode: bool = False,
+) -> ShardCheck:
+    """Check shard ``index`` against its sidecar and the plan: readable tar, sample count,
+    size, sha256, each sample's members (image, cls, json), labels in range, the expected
+    sample keys; with ``decode`` every image is decoded and its size checked."""
+    folder = Path(folder)
+    check = ShardCheck(index, problems=[])
+    problems = check.problems
+    identity = manifest["identity"]
+    categories = manifest["categories"]
+    expected_image = identity["format"]
+    decode_size = identity["settings"].get("size", 0) if decode else None
+    path = folder / shard_name(index)
+    try:
+        record = json.loads((folder / sidecar_name(index)).read_text())
+        if not isinstance(record, dict):
+            raise ValueError("not an object")
+    except FileNotFoundError:
+        state = shard_state(folder, index)
+        problems.append("not rendered yet" if state == "missing" else "incomplete (no sidecar)")
+        return check
+    except (OSError, ValueError) as exc:
+        problems.append(f"sidecar {sidecar_name(index)} unreadable ({exc})")
+        return check
+    expected_samples = _lengths(plan)[index] if plan else record.get("samples")
+    if record.get("samples") != expected_samples:
+        problems.append(
+            f"sidecar lists {record.get('samples')} samples, the plan {expected_samples}"
+        )
+    per_image = manifest.get("sample_unit", "category") == "image"
+    expected_keys = None
+    if plan is not None:
+        expected_keys = {
+            _per_image_key(i) if per_image else sample_key(c, i)
+            for c, _, instances in plan.members(index)
+            for i in instances
+        }
+    seen: set[str] = set()
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        problems.append(f"cannot open ({exc.strerror or exc})")
+        return check
+    with fh:
+        reader = _HashingReader(fh)
+        current, fields = None, {}
+        members_seen: list[set] = []
+
+        def finish() -> None:
+            if current is None:
+                return
+            check.samples += 1
+            if expected_keys is not None and current not in expected_keys:
+                problems.append(f"sample {current}: does not belong in this shard")
+            _check_sample(
+                current, fields, expected_image, categories, decode_size, problems, per_image
+            )
+            if members_seen and set(fields) != members_seen[0]:
+                problems.append(
+                    f"sample {current}: members {sorted(fields)} differ from the shard's first "
+                    f"sample's {sorted(members_seen[0])}"
+                )
+            members_seen.append(set(fields))
+
+        try:
+            with tarfile.open(fileobj=reader, mode="r|") as tar:
+                for member in tar:
+                    if len(problems) >= _MAX_PROBLEMS:
+                        break
+                    key, dot, ext = member.name.partition(".")
+                    if not member.isfile() or not dot or "/" in member.name:
+                        problems.append(f"member {member.name!r}: not a sample file key.ext")
+                        continue
+                    if key != current:
+                        finish()
+                        if key in seen:
+                            problems.append(f"sample {key}: members are not adjacent")
+                        seen.add(key)
+                        current, fields = key, {}
+                    if ext in fields:
+                        problems.append(f"sample {key}: member .{ext} appears twice")
+                    data = tar.extractfile(member).read()
+                    if len(data) != member.size:
+                        raise tarfile.ReadError(f"member {member.name} is truncated")
+                    fields[ext] = data
+                finish()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            where = f" after sample {current}" if current else ""
+            problems.append(f"not a readable tar{where} ({exc})")
+        try:
+            reader.drain()
+        except OSError as exc:
+            problems.append(f"read error ({exc.strerror or exc})")
+    if reader.size != record.get("bytes"):
+        problems.append(f"size {reader.size} bytes, sidecar says {record.get('bytes')}")
+    if reader.sha.hexdigest() != record.get("sha256"):
+        problems.append("sha256 differs from the sidecar (the file was changed or damaged)")
+    if check.samples != expected_samples and len(problems) < _MAX_PROBLEMS:
+        problems.append(f"holds {check.samples} samples, expected {expected_samples}")
+    if expected_keys is not None and len(problems) < _MAX_PROBLEMS:
+        lost = sorted(expected_keys - seen)
+        if lost:
+            problems.append(f"sample {lost[0]}: missing ({len(lost)} expected samples absent)")
+    del problems[_MAX_PROBLEMS:]
+    return check
+
+
+def _check_indexes(folder: Path, manifest: dict, plan: ShardPlan | None) -> list[str]:
+    """Problems with ``_info.json``/``sizes.json`` (checked once the folder is finalised)."""
+    if manifest.get("status") != "complete" or plan is None:
+        return []
+    names = [shard_name(j) for j in range(plan.num_shards)]
+    lengths = plan.shard_lengths()
+    problems = []
+    try:
+        split = json.loads((Path(folder) / INFO_FILE).read_text())["splits"]["train"]
+        if split["filenames"] != names or split["shard_lengths"] != lengths:
+            problems.append(f"{INFO_FILE}: file names or shard lengths differ from the plan")
+        if split["num_samples"] != plan.num_samples:
+            problems.append(f"{INFO_FILE}: num_samples differs from the plan")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        problems.append(f"{INFO_FILE}: unreadable ({exc})")
+    try:
+        sizes = json.loads((Path(folder) / SIZES_FILE).read_text())
+        if sizes != dict(zip(names, lengths, strict=True)):
+            problems.append(f"{SIZES_FILE}: differs from the plan")
+    except (OSError, ValueError) as exc:
+        problems.append(f"{SIZES_FILE}: unreadable ({exc})")
+    return problems
+
+
+@lru_cache(maxsize=4)
+def _plan_of(fields: tuple) -> ShardPlan:
+    return ShardPlan(*fields)
+
+
+def _verify_task(folder: str, manifest: dict, plan_fields: tuple | None, decode: bool, index):
+    """``verify_shard`` in a worker process (the plan, with its permutation, built once)."""
+    plan = _plan_of(plan_fields) if plan_fields else None
+    return verify_shard(Path(folder), index, manifest, plan, decode)
+
+
+def verify_folder(folder: Path, decode: bool = False, progress=None, workers: int = 1) -> dict:
+    """Verify every shard of a folder (see ``verify_shard``) and its index files.
+
+    Returns ``{"shards": [ShardCheck...], "samples": n, "index_problems": [...]}``;
+    ``progress(check)`` is called after each shard; ``workers`` processes share the shards.
+    """
+    from fdgen.runners import run_local
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    plan = manifest_plan(manifest)
+    if workers == 1:
+        fn = partial(verify_shard, folder, manifest=manifest, plan=plan, decode=decode)
+    else:
+        fields = dataclasses.astuple(plan) if plan else None
+        fn = partial(_verify_task, str(folder), manifest, fields, decode)
+    checks = []
+    for check in run_local(fn, range(manifest["num_shards"]), workers):
+        checks.append(check)
+        if progress:
+            progress(check)
+    checks.sort(key=lambda c: c.index)
+    return {
+        "shards": checks,
+        "samples": sum(c.samples for c in checks),
+        "index_problems": _check_indexes(folder, manifest, plan),
+        "manifest": manifest,
+    }

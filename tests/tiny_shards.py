@@ -1,0 +1,102 @@
+"""Helpers for the scale-out and fault tests: a tiny database, its reference render, snapshots.
+
+The dataset is 3 categories x 8 instances of 64 px images from 2,000 points, 8 samples per
+shard (3 shards); every render here takes well under a second once numba has compiled.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import fdgen
+from fdgen.cli import main
+
+SRC = Path(fdgen.__file__).resolve().parents[1]
+FIXTURE_CSVS = Path(__file__).resolve().parents[2] / "shared/fixtures/fractaldb-1k-categories"
+TINY = ["--instances", "8", "--size", "64", "--points", "2000", "--samples-per-shard", "8"]
+
+
+def make_db(folder: Path, categories: int = 3) -> Path:
+    """A folder of the first ``categories`` published FractalDB-1k category CSVs."""
+    if not FIXTURE_CSVS.is_dir():
+        pytest.fail(f"missing test fixtures at {FIXTURE_CSVS}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(categories):
+        shutil.copy(FIXTURE_CSVS / f"{k:05d}.csv", folder / f"{k:05d}.csv")
+    return folder
+
+
+def render_args(db: Path, out: Path, *extra: str, tiny=TINY) -> list[str]:
+    """``fdgen render`` arguments for the tiny dataset."""
+    return ["render", "--db", str(db), "--shards", str(out), "--workers", "1", *tiny, *extra]
+
+
+def cli(*args: str):
+    """Run the CLI in-process; returns click's Result."""
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Bytes of every shard, sidecar and index file (the manifest holds timings; left out)."""
+    keep = [
+        p
+        for p in Path(folder).iterdir()
+        if p.name.startswith("shard-") or p.name in ("_info.json", "sizes.json")
+    ]
+    return {p.name: p.read_bytes() for p in sorted(keep)}
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files in a shard folder (half-written shards, atomic-write temporaries)."""
+    return sorted(
+        p.name for p in Path(folder).iterdir() if p.name.endswith(".partial") or ".tmp" in p.name
+    )
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for child processes that must import this fdgen."""
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": str(SRC) + (os.pathsep + path if path else "")}
+
+
+# A child process running the CLI with ``encode_image`` wrapped: it can sleep before every
+# image (FDGEN_TEST_SLEEP seconds) or SIGKILL itself at image FDGEN_TEST_KILL_AT, so that a
+# fault lands mid-shard deterministically. The library itself has no test hooks.
+CHILD = """
+import os, signal, sys, time
+import fdgen.render as render
+encode, count = render.encode_image, [0]
+sleep = float(os.environ.get("FDGEN_TEST_SLEEP", "0"))
+kill_at = int(os.environ.get("FDGEN_TEST_KILL_AT", "0"))
+def wrapped(*args, **kwargs):
+    count[0] += 1
+    if count[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(sleep)
+    return encode(*args, **kwargs)
+render.encode_image = wrapped
+if os.environ.get("FDGEN_TEST_FSIZE"):
+    import resource
+    limit = int(os.environ["FDGEN_TEST_FSIZE"])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+from fdgen.cli import main
+main(sys.argv[1:], prog_name="fdgen")
+"""
+
+
+def child(args: list[str], wait: bool = True, **env: str):
+    """Run the CLI in a child process (see CHILD); returns CompletedProcess or Popen."""
+    cmd = [sys.executable, "-c", CHILD, *map(str, args)]
+    full_env = subprocess_env() | {k: str(v) for k, v in env.items()}
+    if wait:
+        return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=120)
+    return subprocess.Popen(
+        cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
