@@ -57,6 +57,7 @@ def main() -> None:
 
 
 SEARCH_OPTIONS = ["categories", "fill_rate", "seed", "points", "size", "pad", "maps", "rng"]
+SEARCH_OPTIONS += ["variance"]
 
 
 @main.command()
@@ -64,6 +65,7 @@ SEARCH_OPTIONS = ["categories", "fill_rate", "seed", "points", "size", "pad", "m
 @click.option("--preset", default=None, help="Named dataset (see `fdgen presets`).")
 @click.option("--categories", type=click.IntRange(min=1), help="Categories to keep [1000].")
 @click.option("--fill-rate", type=click.FloatRange(0, 1, min_open=True), help="[0.2]")
+@click.option("--variance", type=float, help="fractal3d: minimum variance per axis [0.05].")
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed [0].")
 @click.option("--points", type=click.IntRange(min=2), help="Orbit points of the test [100000].")
 @click.option("--size", type=click.IntRange(min=4, max=8192), help="Test raster size [512].")
@@ -104,6 +106,7 @@ def search(ctx, type_, preset, workers, out, resume, force, **_):
 
 
 RENDER_OPTIONS = ["size", "pad", "points", "draw", "weight_delta", "instances", "seed"]
+RENDER_OPTIONS += ["views", "models", "view_jitter", "output"]
 
 
 def resolve_database(db_arg: str, workers: int | None):
@@ -139,6 +142,12 @@ def resolve_database(db_arg: str, workers: int | None):
 )
 @click.option("--weight-delta", type=click.FloatRange(0, 0.5), help="Weight table D [0.4].")
 @click.option("--instances", type=click.IntRange(min=1), help="Images per category [1000].")
+@click.option("--views", type=click.Choice(["fixed", "random"]), help="fractal3d: views [fixed].")
+@click.option("--models", type=click.IntRange(min=1), help="fractal3d: models per category [145].")
+@click.option("--view-jitter", type=float, help="fractal3d: fixed-view jitter, degrees [5].")
+@click.option(
+    "--output", type=click.Choice(["image", "pointcloud"]), help="fractal3d: payload [image]."
+)
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
 @click.option("--samples-per-shard", type=click.IntRange(min=1), default=5000, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Processes [all cores].")

@@ -54,6 +54,9 @@ def render_shard(task: ShardTask) -> dict:
     """Render and write one shard; returns its sidecar record."""
     renderer = _renderer(task.type, task.settings)
     two_level = getattr(renderer, "two_level_value", None)
+    # A family may write non-image payloads (e.g. point clouds): Renderer.encode gives the
+    # tar members, or None to encode the payload as an image.
+    encode = getattr(renderer, "encode", None)
     writer = ShardWriter(Path(task.out), task.index)
     diverged = 0
     try:
@@ -65,10 +68,11 @@ def render_shard(task: ShardTask) -> dict:
                 diverged += bool(fields.get("diverged", False))
                 meta = {"category": category, "instance": instance, **fields}
                 meta["file"] = task.names[category]
+                payload = encode(image, task.fmt) if encode else None
                 writer.add(
                     sample_key(category, instance),
                     {
-                        task.fmt: encode_image(image, task.fmt, two_level),
+                        **(payload or {task.fmt: encode_image(image, task.fmt, two_level)}),
                         "cls": str(category).encode(),
                         "json": json.dumps(meta, sort_keys=True).encode(),
                     },
