@@ -303,7 +303,7 @@ def test_shards_read_back_with_webdataset(db3, tmp_path):
     count = 0
     for cloud, meta in wds.WebDataset(urls, shardshuffle=False).decode().to_tuple("npy", "json"):
         assert cloud.dtype == np.float32 and cloud.shape == (SMALL["points"], 3)
-        assert np.all(np.abs(cloud) < 3)
+        assert np.all(np.abs(cloud) < 3) and meta["view"] == meta["instance"] % 12
         count += 1
     assert count == 6 * 24
 

@@ -218,7 +218,7 @@ def info(path: Path) -> None:
             click.echo(f"  settings    {json.dumps(db.meta['settings'])}")
         if "candidates_tried" in db.meta:
             click.echo(f"  candidates  {db.meta['candidates_tried']:,} tried")
-        if db.type == "fractal":
+        if db.type in ("fractal", "fractal3d"):
             counts: dict[int, int] = {}
             for p in db.params:
                 counts[len(p)] = counts.get(len(p), 0) + 1

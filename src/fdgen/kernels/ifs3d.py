@@ -61,7 +61,7 @@ def orbit3d(maps, cum, state, pts):
     return n, False
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def normalise(pts, kept):
     """Scale pts[:kept] into [-1, 1] with one min/max over all three axes (aspect kept), then
     subtract the centroid. Returns False (and leaves zeros) when the extent is 0 or not finite.
@@ -117,7 +117,7 @@ def axis_variances(pts, kept, out):
         out[a] = acc / max(kept, 1)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def project_points(pts, kept, rot, distance, focal, image, value):
     """Draw pts[:kept] as single pixels of ``value`` on ``image`` (H x W, cleared by the caller).
 
