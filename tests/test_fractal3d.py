@@ -330,3 +330,53 @@ def test_cli_search_render_and_errors(db3, tmp_path):
     preview = tmp_path / "preview.png"
     result = _cli("preview", "--db", str(db3), "--out", str(preview), "--categories", "2")
     assert result.exit_code == 0 and preview.stat().st_size > 0
+
+
+# --- presets --------------------------------------------------------------------------------
+
+
+def test_3d_presets_are_valid():
+    from fdgen.presets import all_presets
+
+    presets = all_presets()
+    expect = {
+        "MV-FractalDB-1k": (1000, "fixed", 145, 1740),
+        "ExFractalDB-1k": (1000, "random", 145, 1000),
+        "ExFractalDB-21k": (21000, "random", 145, 1000),
+        "OFDB-3d-1k": (1000, "fixed", 1, 12),
+    }
+    for name, (categories, views, models, instances) in expect.items():
+        cfg = presets[name]
+        assert cfg["type"] == "fractal3d"
+        search = f3.SearchSettings(**cfg["search"])
+        render = f3.RenderSettings(**cfg["render"])
+        assert search.categories == categories and search.variance == 0.05
+        assert (render.views, render.models, render.instances) == (views, models, instances)
+        assert render.size == 224
+
+
+def test_ofdb_2d_preset_renders_weight_row_0(tmp_path, fractaldb_1k):
+    import cv2
+
+    from fdgen.families import fractal2d
+    from fdgen.presets import get_preset
+
+    cfg = get_preset("OFDB-1k")
+    assert cfg["type"] == "fractal" and cfg["search"] == get_preset("FractalDB-1k")["search"]
+    settings = fractal2d.RenderSettings(**cfg["render"])
+    assert settings.instances == 1 and fractal2d.instance_fields(0)["weight_row"] == 0
+    np.testing.assert_allclose(fractal2d.weight_table(settings.weight_delta)[0], [0.2] + [1] * 5)
+    folder = tmp_path / "OFDB-1k"  # a folder named like the preset takes its render settings
+    folder.mkdir()
+    for name in ("00000.csv", "00001.csv"):
+        (folder / name).write_bytes((fractaldb_1k / name).read_bytes())
+    out = tmp_path / "sh"
+    result = _cli("render", "--db", str(folder), "--shards", str(out), "--workers", "1")
+    assert result.exit_code == 0, result.output
+    samples = list(wds.WebDataset(str(out / "shard-000000.tar"), shardshuffle=False))
+    assert len(samples) == 2
+    for sample in samples:
+        meta = json.loads(sample["json"])
+        assert (meta["instance"], meta["weight_row"], meta["count"], meta["flip"]) == (0, 0, 0, 0)
+        image = cv2.imdecode(np.frombuffer(sample["png"], np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert image.shape == (362, 362) and set(np.unique(image)) == {0, 127}

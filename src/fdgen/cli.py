@@ -242,5 +242,6 @@ def preview(db_arg, out, categories, instances, thumb):
     family = get_family(db.type)
     settings = family.RenderSettings(**preset_cfg.get("render", {}))
     contact_sheet(db, settings, out, categories, instances, thumb)
-    click.echo(f"{out}: {min(categories, len(db))} categories, {instances} instances of the first")
+    what = "views of each" if hasattr(family, "preview_rows") else "instances of the first"
+    click.echo(f"{out}: {min(categories, len(db))} categories, {instances} {what}")
 
