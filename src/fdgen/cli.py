@@ -57,6 +57,7 @@ def main() -> None:
 
 
 SEARCH_OPTIONS = ["categories", "fill_rate", "seed", "points", "size", "pad", "maps", "rng"]
+SEARCH_OPTIONS += ["variance"]
 
 
 @main.command()
@@ -64,6 +65,7 @@ SEARCH_OPTIONS = ["categories", "fill_rate", "seed", "points", "size", "pad", "m
 @click.option("--preset", default=None, help="Named dataset (see `fdgen presets`).")
 @click.option("--categories", type=click.IntRange(min=1), help="Categories to keep [1000].")
 @click.option("--fill-rate", type=click.FloatRange(0, 1, min_open=True), help="[0.2]")
+@click.option("--variance", type=float, help="fractal3d: minimum variance per axis [0.05].")
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed [0].")
 @click.option("--points", type=click.IntRange(min=2), help="Orbit points of the test [100000].")
 @click.option("--size", type=click.IntRange(min=4, max=8192), help="Test raster size [512].")
@@ -104,6 +106,7 @@ def search(ctx, type_, preset, workers, out, resume, force, **_):
 
 
 RENDER_OPTIONS = ["size", "pad", "points", "draw", "weight_delta", "instances", "seed"]
+RENDER_OPTIONS += ["views", "models", "view_jitter", "output"]
 
 
 def resolve_database(db_arg: str, workers: int | None):
@@ -141,6 +144,12 @@ def resolve_database(db_arg: str, workers: int | None):
 )
 @click.option("--weight-delta", type=click.FloatRange(0, 0.5), help="Weight table D [0.4].")
 @click.option("--instances", type=click.IntRange(min=1), help="Images per category [1000].")
+@click.option("--views", type=click.Choice(["fixed", "random"]), help="fractal3d: views [fixed].")
+@click.option("--models", type=click.IntRange(min=1), help="fractal3d: models per category [145].")
+@click.option("--view-jitter", type=float, help="fractal3d: fixed-view jitter, degrees [5].")
+@click.option(
+    "--output", type=click.Choice(["image", "pointcloud"]), help="fractal3d: payload [image]."
+)
 @click.option(
     "--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True
 )
@@ -168,9 +177,7 @@ def resolve_database(db_arg: str, workers: int | None):
 )
 @click.option("--rehash", is_flag=True, help="Re-hash finished shards; redo damaged ones.")
 @click.pass_context
-def render(
-    ctx, db_arg, shards, fmt, samples_per_shard, workers, force, backend, scheduler, **kw
-):
+def render(ctx, db_arg, shards, fmt, samples_per_shard, workers, force, backend, scheduler, **kw):
     """Render every instance of every category into WebDataset shards."""
     from fdgen.render import render_dataset
     from fdgen.search import default_workers
@@ -314,7 +321,7 @@ def info(path: Path) -> None:
             click.echo(f"  settings    {json.dumps(db.meta['settings'])}")
         if "candidates_tried" in db.meta:
             click.echo(f"  candidates  {db.meta['candidates_tried']:,} tried")
-        if db.type == "fractal":
+        if db.type in ("fractal", "fractal3d"):
             counts: dict[int, int] = {}
             for p in db.params:
                 counts[len(p)] = counts.get(len(p), 0) + 1
@@ -345,4 +352,5 @@ def preview(db_arg, out, categories, instances, thumb):
     family = get_family(db.type)
     settings = family.RenderSettings(**preset_cfg.get("render", {}))
     contact_sheet(db, settings, out, categories, instances, thumb)
-    click.echo(f"{out}: {min(categories, len(db))} categories, {instances} instances of the first")
+    what = "views of each" if hasattr(family, "preview_rows") else "instances of the first"
+    click.echo(f"{out}: {min(categories, len(db))} categories, {instances} {what}")

@@ -44,7 +44,11 @@ def sheet_images(db: Database, settings, categories: int, instances: int) -> lis
 
 def contact_sheet(db: Database, settings, out: Path, categories: int, instances: int, thumb: int):
     """Write a PNG contact sheet to ``out``."""
-    rows = sheet_images(db, settings, categories, instances)
+    family = get_family(db.type)
+    if hasattr(family, "preview_rows"):  # e.g. 3D: each category from several views
+        rows = family.preview_rows(db, settings, categories, instances)
+    else:
+        rows = sheet_images(db, settings, categories, instances)
     columns = max(len(r) for r in rows)
     height = len(rows) * (thumb + GAP) + GAP
     width = columns * (thumb + GAP) + GAP

@@ -77,6 +77,9 @@ def render_shard(task: ShardTask) -> dict:
     """
     renderer = _renderer(task.type, task.settings)
     two_level = getattr(renderer, "two_level_value", None)
+    # A family may write non-image payloads (e.g. point clouds): Renderer.encode gives the
+    # tar members, or None to encode the payload as an image.
+    encode = getattr(renderer, "encode", None)
     try:
         writer = ShardWriter(Path(task.out), task.index)
     except OSError as exc:
@@ -91,10 +94,11 @@ def render_shard(task: ShardTask) -> dict:
                 diverged += bool(fields.get("diverged", False))
                 meta = {"category": category, "instance": instance, **fields}
                 meta["file"] = task.names[category]
+                payload = encode(image, task.fmt) if encode else None
                 writer.add(
                     sample_key(category, instance),
                     {
-                        task.fmt: encode_image(image, task.fmt, two_level),
+                        **(payload or {task.fmt: encode_image(image, task.fmt, two_level)}),
                         "cls": str(category).encode(),
                         "json": json.dumps(meta, sort_keys=True).encode(),
                     },

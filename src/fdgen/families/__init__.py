@@ -8,6 +8,8 @@ Every family module offers the same small interface, used by ``search.py`` and `
 - ``RenderSettings`` (a frozen dataclass), ``group_size(settings)`` (instances rendered
   together, e.g. the four flips of one FractalDB variant) and ``Renderer(settings)`` with
   ``render_group(params, category, group, instances) -> list[Sample]``
+- optional: ``Renderer.encode(payload, fmt)`` -> tar members for non-image payloads (or None),
+  ``preview_rows(db, settings, categories, instances)`` -> contact-sheet rows
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fdgen.errors import FdgenError
 # type name -> module; modules are imported on first use so that numba compiles only what runs.
 FAMILIES = {
     "fractal": "fdgen.families.fractal2d",
+    "fractal3d": "fdgen.families.fractal3d",
 }
 
 

@@ -1,0 +1,355 @@
+"""3D fractals: MV-FractalDB, ExFractalDB, OFDB-3D and PC-FractalDB (REFERENCE section 2).
+
+Search: sample 2..7 affine maps of R^3 (12 parameters each in [-1, 1], p proportional to
+|det A|); keep the category when its 10,000-point cloud, scaled into [-1, 1] and centred, is
+finite and has a variance above ``variance`` on every axis.
+
+Render: a category has ``models`` instance models (model 0 the category itself, models 1..144
+one of the 12 parameters times 0.4..1.6 in steps of 0.1, 1.0 left out). Instance i shows
+model ``(i // 12) % models`` from view ``i % 12``; the 12 views of one model share one point
+cloud (one group). Views are ``fixed`` (azimuth 30 k + 30 degrees about y, seeded jitter) or
+``random`` (a seeded direction uniform on the sphere). Points are projected with a 45 degree
+perspective camera at distance 4 and drawn as white pixels on black, or, with
+``output="pointcloud"``, the cloud itself is written as ``.npy`` (float32, N x 3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fdgen.errors import FdgenError
+from fdgen.kernels import ifs3d
+from fdgen.kernels.ifs import fill_uniform
+from fdgen.kernels.rng import sample_state
+
+TYPE = "fractal3d"
+CATEGORY_SUFFIX = ".csv"
+PARAMS = 12  # a..l per map
+COLUMNS = PARAMS + 1  # and p
+VIEWS = 12
+FACTORS = tuple(round(0.4 + 0.1 * k, 1) for k in range(13) if k != 6)  # 0.4..1.6 without 1.0
+MAX_MODELS = 1 + PARAMS * len(FACTORS)  # 145
+FOV_DEG = 45.0
+DISTANCE = 4.0
+WHITE = 255
+VIEW_MODES = ("fixed", "random")
+OUTPUTS = ("image", "pointcloud")
+# Stream tags: a model's orbit and a sample's view angles come from separate streams.
+_CLOUD_KEY = 1
+_VIEW_KEY = 2
+
+
+def _check(ok: bool, option: str, rule: str) -> None:
+    if not ok:
+        raise FdgenError(f"{option}: {rule}")
+
+
+# --- category files -------------------------------------------------------------------------
+
+
+def format_category(params: np.ndarray) -> str:
+    """Rows ``a,b,c,d,e,f,g,h,i,j,k,l,p`` with ``%.18e``, no header."""
+    return "".join(",".join(f"{v:.18e}" for v in row) + "\n" for row in params)
+
+
+def read_category(path: Path) -> np.ndarray:
+    """Read one 3D category file (13 numbers a row); errors name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FdgenError(f"{path}: cannot read category file ({exc})") from None
+    rows = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split(",")
+        if len(fields) != COLUMNS:
+            raise FdgenError(
+                f"{path}, line {line_no}: expected {COLUMNS} comma-separated numbers "
+                f"a,b,c,d,e,f,g,h,i,j,k,l,p, found {len(fields)}"
+            )
+        try:
+            values = [float(v) for v in fields]
+        except ValueError:
+            raise FdgenError(f"{path}, line {line_no}: not a number in {line.strip()!r}") from None
+        if not np.all(np.isfinite(values)):
+            raise FdgenError(f"{path}, line {line_no}: values must be finite")
+        if values[PARAMS] < 0:
+            raise FdgenError(f"{path}, line {line_no}: probability p must be >= 0")
+        rows.append(values)
+    if not rows:
+        raise FdgenError(f"{path}: no maps (the file is empty)")
+    params = np.array(rows, dtype=np.float64)
+    if not params[:, PARAMS].sum() > 0:
+        raise FdgenError(f"{path}: the probabilities p sum to 0")
+    return params
+
+
+def with_probabilities(maps: np.ndarray) -> np.ndarray:
+    """Append p_i = |det A_i| / sum_j |det A_j| (A the 3x3 part a..i); equal p if all are 0."""
+    dets = [abs(float(np.linalg.det(m[:9].reshape(3, 3)))) for m in maps]
+    total = sum(dets)
+    probs = [d / total if total > 0 else 1.0 / len(dets) for d in dets]
+    return np.column_stack([maps[:, :PARAMS], np.array(probs)])
+
+
+def cumulative(params: np.ndarray) -> np.ndarray:
+    """Cumulative selection probabilities of a category's maps."""
+    return np.cumsum(params[:, PARAMS])
+
+
+# --- search ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The 3D FractalDB search; defaults are the published ones."""
+
+    categories: int = 1000
+    variance: float = 0.05
+    seed: int = 0
+    points: int = 10_000
+    maps_min: int = 2
+    maps_max: int = 7
+
+    def __post_init__(self) -> None:
+        _check(self.categories >= 1, "--categories", "must be >= 1")
+        _check(0 < self.variance < 1, "--variance", "must be in (0, 1)")
+        _check(self.points >= 2, "--points", "must be >= 2")
+        _check(1 <= self.maps_min <= self.maps_max <= 64, "--maps", "needs 1 <= MIN <= MAX <= 64")
+        _check(self.seed >= 0, "--seed", "must be >= 0")
+
+
+@dataclass
+class Candidate:
+    """One evaluated candidate. ``fill_rate`` is the score the search driver records: here
+    the smallest axis variance of the normalised cloud (0 for a non-finite cloud)."""
+
+    index: int
+    params: np.ndarray
+    fill_rate: float
+    diverged: bool
+    accepted: bool
+
+
+def candidate(settings: SearchSettings, index: int) -> tuple[np.ndarray, np.uint64]:
+    """Parameters of candidate ``index`` and the stream state its orbit starts from.
+
+    The stream is SplitMix64 from SeedSequence(seed, index): u[0] picks N, u[1 : 1 + 12 N]
+    are a..l of the N maps (2u - 1); 1 + 12 * maps_max uniforms are always drawn, then the
+    orbit continues the same stream.
+    """
+    uniforms = np.empty(1 + PARAMS * settings.maps_max)
+    state = np.uint64(fill_uniform(sample_state(settings.seed, index), uniforms))
+    span = settings.maps_max - settings.maps_min + 1
+    n_maps = settings.maps_min + int(uniforms[0] * span)
+    maps = (2.0 * uniforms[1 : 1 + PARAMS * n_maps] - 1.0).reshape(n_maps, PARAMS)
+    return with_probabilities(maps), state
+
+
+def search_cloud(settings: SearchSettings, params: np.ndarray, state) -> tuple[np.ndarray, bool]:
+    """The normalised, centred test cloud of a candidate and whether it is finite."""
+    pts = np.empty((settings.points, 3))
+    kept, finite = ifs3d.orbit3d(
+        np.ascontiguousarray(params[:, :PARAMS]), cumulative(params), state, pts
+    )
+    ok = finite and ifs3d.normalise(pts, kept)
+    return pts, bool(ok)
+
+
+def evaluate(settings: SearchSettings, index: int) -> Candidate:
+    """Evaluate candidate ``index``: accepted when finite and every axis variance exceeds
+    ``settings.variance``."""
+    params, state = candidate(settings, index)
+    pts, ok = search_cloud(settings, params, state)
+    if not ok:
+        return Candidate(index, params, 0.0, True, False)
+    var = np.empty(3)
+    ifs3d.axis_variances(pts, pts.shape[0], var)
+    low = float(var.min())
+    return Candidate(index, params, low, False, low > settings.variance)
+
+
+def candidate_specs(settings: SearchSettings, start: int, rng_state, batch: int):
+    """Endless batches (index ranges) from candidate ``start`` on; no shared stream state."""
+    while True:
+        yield ("default", start, batch), None
+        start += batch
+
+
+def evaluate_candidates(settings: SearchSettings, spec) -> list[Candidate]:
+    """Evaluate one batch of candidates (runs in a worker process)."""
+    _, start, count = spec
+    return [evaluate(settings, k) for k in range(start, start + count)]
+
+
+# --- instance models and views --------------------------------------------------------------
+
+
+def model_table(models: int = MAX_MODELS) -> list[tuple[int, float]]:
+    """(parameter index, factor) of each instance model; model 0 is (-1, 1.0), the identity.
+
+    Model 1 + 12 p + f scales parameter p (a..l) of every map by FACTORS[f].
+    """
+    table = [(-1, 1.0)] + [(p, f) for p in range(PARAMS) for f in FACTORS]
+    return table[:models]
+
+
+def model_params(params: np.ndarray, model: int) -> np.ndarray:
+    """The maps of instance model ``model`` (p unchanged)."""
+    param, factor = model_table()[model]
+    maps = np.array(params[:, :PARAMS], dtype=np.float64)
+    if param >= 0:
+        maps[:, param] *= factor
+    return maps
+
+
+def rotation(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
+    """World-to-camera rotation of a camera at azimuth/elevation looking at the origin, y up.
+
+    The camera sits at distance * (cos e sin a, sin e, cos e cos a); rows are the camera's
+    right, up and backward axes (OpenGL lookAt with up = +y).
+    """
+    a = math.radians(azimuth_deg)
+    e = math.radians(elevation_deg)
+    ca, sa, ce, se = math.cos(a), math.sin(a), math.cos(e), math.sin(e)
+    return np.array(
+        [
+            [ca, 0.0, -sa],
+            [-se * sa, ce, -se * ca],
+            [ce * sa, se, ce * ca],
+        ]
+    )
+
+
+def view_angles(settings: RenderSettings, category: int, instance: int) -> tuple[float, float]:
+    """(azimuth, elevation) in degrees of one sample, seeded by (seed, category, instance)."""
+    u = np.empty(2)
+    fill_uniform(sample_state(settings.seed, category, instance, _VIEW_KEY), u)
+    if settings.views == "fixed":
+        jitter = settings.view_jitter
+        azimuth = 30.0 * (instance % VIEWS) + 30.0 + jitter * (2.0 * u[0] - 1.0)
+        elevation = jitter * (2.0 * u[1] - 1.0)
+    else:
+        azimuth = 360.0 * u[0]
+        elevation = math.degrees(math.asin(2.0 * u[1] - 1.0))  # uniform on the sphere
+    return azimuth, elevation
+
+
+# --- render ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """3D fractal rendering; defaults follow MV-FractalDB (224 px, 145 models x 12 views)."""
+
+    size: int = 224
+    points: int = 100_000
+    instances: int = MAX_MODELS * VIEWS
+    models: int = MAX_MODELS
+    views: str = "fixed"
+    view_jitter: float = 5.0
+    output: str = "image"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(8 <= self.size <= 8192, "--size", "must be in 8..8192")
+        _check(self.points >= 1, "--points", "must be >= 1")
+        _check(self.instances >= 1, "--instances", "must be >= 1")
+        _check(1 <= self.models <= MAX_MODELS, "--models", f"must be in 1..{MAX_MODELS}")
+        _check(self.views in VIEW_MODES, "--views", f"must be one of {', '.join(VIEW_MODES)}")
+        _check(0 <= self.view_jitter <= 15, "--view-jitter", "must be in [0, 15] degrees")
+        _check(self.output in OUTPUTS, "--output", f"must be one of {', '.join(OUTPUTS)}")
+        _check(self.seed >= 0, "--seed", "must be >= 0")
+
+
+def group_size(settings: RenderSettings) -> int:
+    """Instances rendered together: the 12 views of one model share its point cloud."""
+    return VIEWS
+
+
+def instance_fields(settings: RenderSettings, instance: int) -> dict:
+    """Model and view of an instance index."""
+    return {"model": (instance // VIEWS) % settings.models, "view": instance % VIEWS}
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """``.npy`` file bytes of an array (deterministic: the header holds only dtype and shape)."""
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+class Renderer:
+    """Renders the instances of 3D categories; holds scratch buffers for reuse."""
+
+    def __init__(self, settings: RenderSettings):
+        self.settings = settings
+        self.pts = np.empty((settings.points, 3))
+        self.image = np.zeros((settings.size, settings.size), np.uint8)
+        self.focal = 1.0 / math.tan(math.radians(FOV_DEG) / 2.0)
+        self.pointcloud = settings.output == "pointcloud"
+        # Images hold only 0 and WHITE: the encoder may use a 1-bit PNG.
+        self.two_level_value = None if self.pointcloud else WHITE
+
+    def cloud(self, params: np.ndarray, category: int, model: int) -> tuple[np.ndarray, bool]:
+        """Normalised, centred point cloud of one model (a view into a reused buffer) and
+        whether its orbit diverged (then only its finite head is kept)."""
+        maps = model_params(params, model)
+        state = sample_state(self.settings.seed, category, model, _CLOUD_KEY)
+        kept, finite = ifs3d.orbit3d(maps, cumulative(params), state, self.pts)
+        if not ifs3d.normalise(self.pts, kept):
+            kept = 0
+        return self.pts[:kept], not finite
+
+    def project(self, pts: np.ndarray, rot: np.ndarray) -> tuple[np.ndarray, int]:
+        """Image (reused buffer) of ``pts`` seen through rotation ``rot``, and points drawn."""
+        self.image[:] = 0
+        drawn = ifs3d.project_points(pts, len(pts), rot, DISTANCE, self.focal, self.image, WHITE)
+        return self.image, drawn
+
+    def render_group(self, params: np.ndarray, category: int, group: int, instances: list[int]):
+        """Yield (instance, image or float32 cloud, fields) for instances of one model."""
+        s = self.settings
+        model = group % s.models
+        pts, diverged = self.cloud(params, category, model)
+        for instance in instances:
+            azimuth, elevation = view_angles(s, category, instance)
+            rot = rotation(azimuth, elevation)
+            fields = {
+                **instance_fields(s, instance),
+                "azimuth": round(float(azimuth), 6),
+                "elevation": round(float(elevation), 6),
+                "diverged": diverged,
+            }
+            if self.pointcloud:
+                out = np.empty((len(pts), 3), np.float32)
+                ifs3d.rotate_points(pts, len(pts), rot, out)
+                yield instance, out, fields
+            else:
+                image, drawn = self.project(pts, rot)
+                yield instance, image, {**fields, "points_drawn": drawn}
+
+    def encode(self, payload: np.ndarray, fmt: str) -> dict[str, bytes] | None:
+        """Tar members of a non-image payload (``npy`` for point clouds); None for images."""
+        return {"npy": npy_bytes(payload)} if self.pointcloud else None
+
+
+def preview_rows(db, settings: RenderSettings, categories: int, views: int) -> list[list]:
+    """Contact-sheet rows: each of the first categories (model 0) from ``views`` views."""
+    settings = dataclasses.replace(settings, output="image")
+    renderer = Renderer(settings)
+    picks = np.linspace(0, VIEWS - 1, min(views, VIEWS)).round().astype(int).tolist()
+    rows = []
+    for c in range(min(categories, len(db))):
+        rows.append(
+            [image.copy() for _, image, _ in renderer.render_group(db.params[c], c, 0, picks)]
+        )
+    return rows
