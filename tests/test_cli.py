@@ -1,0 +1,107 @@
+"""The search, info, presets and preview commands as a user meets them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from tiny_shards import cli, make_db
+
+QUICK = ["--fill-rate", "0.1", "--points", "5000", "--size", "128"]
+
+
+def _assert_clean_error(result, needle):
+    assert result.exit_code != 0
+    assert needle in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--categories", "0"], "--categories"),
+        (["--fill-rate", "1.5"], "--fill-rate"),
+        (["--fill-rate", "0"], "--fill-rate"),
+        (["--fill-rate", "0.3", "--points", "1000", "--size", "512"], "can never be reached"),
+        (["--maps", "5-2"], "--maps"),
+        (["--maps", "abc"], "MIN-MAX"),
+        (["--type", "bogus"], "unknown type 'bogus'"),
+        (["--preset", "bogus"], "unknown preset 'bogus'"),
+        (["--size", "10", "--pad", "6"], "--size/--pad"),
+        (["--rng", "mt"], "--rng"),
+        (["--workers", "0"], "--workers"),
+    ],
+)
+def test_bad_search_options_are_clear_errors(tmp_path, args, needle):
+    result = cli("search", "--out", str(tmp_path / "db"), *args)
+    _assert_clean_error(result, needle)
+    assert not (tmp_path / "db").exists()
+
+
+def test_search_then_rerun_is_a_noop_and_other_settings_are_refused(tmp_path):
+    out = str(tmp_path / "db")
+    first = cli("search", "--categories", "2", "--out", out, *QUICK)
+    assert first.exit_code == 0, first.output
+    before = (tmp_path / "db" / "db.yaml").read_text()
+    again = cli("search", "--categories", "2", "--out", out, *QUICK)
+    assert again.exit_code == 0 and "nothing to do" in again.output
+    assert (tmp_path / "db" / "db.yaml").read_text() == before
+    other = cli("search", "--categories", "2", "--seed", "9", "--out", out, *QUICK)
+    _assert_clean_error(other, "different settings (seed)")
+    forced = cli("search", "--categories", "2", "--seed", "9", "--out", out, "--force", *QUICK)
+    assert forced.exit_code == 0, forced.output
+    assert yaml.safe_load((tmp_path / "db" / "db.yaml").read_text())["settings"]["seed"] == 9
+
+
+def test_unfinished_search_needs_resume(tmp_path):
+    out = tmp_path / "db"
+    (out / "categories").mkdir(parents=True)
+    (out / "search-progress.json").write_text(
+        '{"settings": {"type": "fractal", "categories": 2, "fill_rate": 0.1, "seed": 0, '
+        '"points": 5000, "size": 128, "pad": 6, "maps_min": 2, "maps_max": 7, '
+        '"rng": "default"}, "next_candidate": 0, "rng_state": null, "tried": 0, '
+        '"diverged": 0, "fill_rates": [], "elapsed_s": 0.0}'
+    )
+    refused = cli("search", "--categories", "2", "--out", str(out), *QUICK)
+    _assert_clean_error(refused, "--resume")
+    resumed = cli("search", "--categories", "2", "--out", str(out), "--resume", *QUICK)
+    assert resumed.exit_code == 0, resumed.output
+    assert (out / "db.yaml").exists()
+
+
+def test_out_that_is_foreign_or_unusable_is_refused(tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    _assert_clean_error(cli("search", "--out", str(tmp_path / "busy"), *QUICK), "not empty")
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+    (tmp_path / "file").write_text("x")
+    _assert_clean_error(cli("search", "--out", str(tmp_path / "file" / "db"), *QUICK), "--out")
+
+
+def test_preset_with_an_override_reproduces_published_categories(tmp_path, fractaldb_1k):
+    out = tmp_path / "db"
+    result = cli("search", "--preset", "FractalDB-1k", "--categories", "3", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    meta = yaml.safe_load((out / "db.yaml").read_text())
+    assert meta["settings"]["rng"] == "legacy" and meta["settings"]["seed"] == 1
+    for i in range(3):
+        published = np.loadtxt(fractaldb_1k / f"{i:05d}.csv", delimiter=",")
+        mine = np.loadtxt(out / "categories" / f"{i:05d}.csv", delimiter=",")
+        assert np.array_equal(mine, published)
+
+
+def test_presets_info_and_preview(tmp_path):
+    listing = cli("presets")
+    assert listing.exit_code == 0
+    assert "FractalDB-1k" in listing.output and "FractalDB-10k" in listing.output
+    db = make_db(tmp_path / "db", 3)
+    info = cli("info", str(db))
+    assert info.exit_code == 0 and "categories  3" in info.output
+    sheet = tmp_path / "sheet.png"
+    result = cli("preview", "--db", str(db), "--out", str(sheet), "--instances", "4")
+    assert result.exit_code == 0, result.output
+    import cv2
+
+    image = cv2.imread(str(sheet))
+    assert image is not None and image.shape[0] > 128 and image.max() > 100
