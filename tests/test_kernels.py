@@ -47,15 +47,17 @@ def test_legacy_orbit_and_fill_rate_match_reference(fractaldb_1k, category):
     assert filled == int(canvas.sum())
 
 
-def test_pixel_coords_match_reference():
+def test_point_drawing_uses_the_reference_pixel_mapping():
     rng = np.random.default_rng(5)
     xs, ys = rng.normal(size=1000), rng.uniform(-3, 8, size=1000)
     xs[0] = ys[0] = 0.0
-    px, py = np.empty(1000, np.int64), np.empty(1000, np.int64)
-    ifs.pixel_coords(xs, ys, 1000, 362, 6, px, py)
-    assert px.tolist() == to_pixels(xs, 362, 6).tolist()
-    assert py.tolist() == to_pixels(ys, 362, 6).tolist()
-    assert px.min() == 6 and px.max() == 356
+    image = np.zeros((362, 362, 1), np.uint8)
+    ifs.draw_points(xs, ys, 1000, 362, 6, np.array([[9]], np.uint8), image)
+    expected = np.zeros((362, 362), np.uint8)
+    expected[to_pixels(ys, 362, 6), to_pixels(xs, 362, 6)] = 9
+    assert np.array_equal(image[:, :, 0], expected)
+    cols = np.flatnonzero(expected.any(axis=0))
+    assert cols.min() == 6 and cols.max() == 356
 
 
 def test_divergent_orbit_is_truncated_not_crashing():

@@ -1,10 +1,11 @@
 """Image encoding: PNG and JPEG through OpenCV, plus a fast path for two-level grey images.
 
 Grey FractalDB images hold only two values (0 and 127). They are written as 1-bit palette
-PNGs (palette [black, grey]): eight times less data to deflate than 8-bit grey, so about five
-times faster to encode and about half the size. Every standard decoder returns the same pixel
-values when asked for grey or RGB (PIL ``convert("L")``/``"RGB"``, webdataset's ``decode``,
-OpenCV's ``imread``); only code that reads the raw palette indices sees 0 and 1.
+PNGs (palette [black, grey]): eight times less data to deflate than 8-bit grey (zlib with
+run-length matching), so several times faster to encode and about half the size. Standard
+decoders return the same pixel values when asked for grey or RGB (PIL ``convert("L")`` or
+``convert("RGB")``, webdataset's ``decode``, OpenCV's ``imread``); only code that reads the
+raw palette indices sees 0 and 1.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 FORMATS = ("png", "jpg")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-ZLIB_LEVEL = 3
+ZLIB_LEVEL = 6
 JPEG_QUALITY = 95
 
 
@@ -25,13 +26,18 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
+def _deflate(data: bytes) -> bytes:
+    # Run-length matching suits two-level scanlines: smaller than level 1 and faster (measured).
+    z = zlib.compressobj(ZLIB_LEVEL, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    return z.compress(data) + z.flush()
+
+
 def two_level_png(image: np.ndarray, value: int) -> bytes:
     """1-bit palette PNG of a 2D image whose pixels are all 0 or ``value``."""
     height, width = image.shape
-    bits = np.packbits(image != 0, axis=1)
-    rows = np.empty((height, bits.shape[1] + 1), np.uint8)
+    rows = np.empty((height, (width + 7) // 8 + 1), np.uint8)
     rows[:, 0] = 0  # filter type "none" on every row
-    rows[:, 1:] = bits
+    rows[:, 1:] = np.packbits(image, axis=1)  # packbits maps every non-zero value to 1
     header = struct.pack(">IIBBBBB", width, height, 1, 3, 0, 0, 0)
     palette = bytes([0, 0, 0, value, value, value])
     return b"".join(
@@ -39,7 +45,7 @@ def two_level_png(image: np.ndarray, value: int) -> bytes:
             PNG_SIGNATURE,
             _chunk(b"IHDR", header),
             _chunk(b"PLTE", palette),
-            _chunk(b"IDAT", zlib.compress(rows.tobytes(), ZLIB_LEVEL)),
+            _chunk(b"IDAT", _deflate(rows.tobytes())),
             _chunk(b"IEND", b""),
         )
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from fdgen.errors import FdgenError
@@ -287,11 +288,15 @@ def instance_fields(instance: int) -> dict:
     }
 
 
-def oriented(raster: np.ndarray, flip: int) -> np.ndarray:
+def oriented(raster: np.ndarray, flip: int, mirrored: np.ndarray | None = None) -> np.ndarray:
     """The raster turned y-up (a first top-bottom flip), then flip 0 as is, 1 top-bottom,
-    2 left-right, 3 both; views, no copies."""
+    2 left-right, 3 both. Views, except that left-right flips read ``mirrored`` (the raster
+    mirrored left-right, a contiguous copy) when given: encoders are slow on reversed rows."""
     up = raster[::-1]
-    return [up, up[::-1], up[:, ::-1], up[::-1, ::-1]][flip]
+    if flip < 2:
+        return up if flip == 0 else raster
+    side = mirrored if mirrored is not None else raster[:, ::-1]
+    return side[::-1] if flip == 2 else side
 
 
 class Renderer:
@@ -302,7 +307,6 @@ class Renderer:
         n = settings.points
         self.xs, self.ys = np.empty(n), np.empty(n)
         self.masks = np.empty(n, np.uint16)
-        self.px, self.py = np.empty(n, np.int64), np.empty(n, np.int64)
         self.gray = settings.draw.endswith("_gray")
         self.patch = settings.draw.startswith("patch")
         channels = 1 if self.gray else 3
@@ -321,21 +325,24 @@ class Renderer:
         cum = np.cumsum(params[:, 6])
         state = sample_state(s.seed, category, variant)
         kept, diverged = ifs.orbit_with_masks(maps, cum, state, self.xs, self.ys, self.masks)
-        ifs.pixel_coords(self.xs, self.ys, kept, s.size, s.pad, self.px, self.py)
         image = self.image
         image[:] = 0
+        xs, ys, masks = self.xs, self.ys, self.masks
         if self.patch and self.gray:
-            ifs.draw_patches_gray(self.px, self.py, self.masks, kept, GRAY_VALUE, image[:, :, 0])
+            ifs.draw_patches_gray(xs, ys, masks, kept, s.size, s.pad, GRAY_VALUE, image[:, :, 0])
         elif self.patch:
-            ifs.draw_patches(self.px, self.py, self.masks, kept, self.colors, image)
+            ifs.draw_patches(xs, ys, masks, kept, s.size, s.pad, self.colors, image)
         else:
-            ifs.draw_points(self.px, self.py, kept, self.colors, image)
+            ifs.draw_points(xs, ys, kept, s.size, s.pad, self.colors, image)
         return image, bool(diverged)
 
     def render_group(self, params: np.ndarray, category: int, group: int, instances: list[int]):
         """Yield (instance, image, fields) for the given instances of variant ``group``."""
         raster, diverged = self.render_variant(params, category, group)
+        mirrored = None
+        if any(i % FLIPS >= 2 for i in instances):
+            mirrored = cv2.flip(raster, 1).reshape(raster.shape)
         for instance in instances:
             fields = instance_fields(instance)
-            image = oriented(raster, fields["flip"])
+            image = oriented(raster, fields["flip"], mirrored)
             yield instance, image, {**fields, "diverged": diverged}

@@ -129,18 +129,12 @@ def _to_pixel(v, lo, span, scale, pad):
     return np.int64(t)
 
 
-@njit(cache=True, error_model="numpy")
-def pixel_coords(xs, ys, kept, size, pad, px, py):
-    """Scale x and y independently into [pad, size - pad] (aspect not kept), truncating."""
-    if kept == 0:
-        return
-    scale = np.float64(size - 2 * pad)
-    fpad = np.float64(pad)
+@njit(inline="always", error_model="numpy")
+def _frame(xs, ys, kept, size, pad):
+    """Offsets, spans, scale and pad that map the first ``kept`` points to pixels."""
     xlo, xspan = _axis_transform(xs, kept)
     ylo, yspan = _axis_transform(ys, kept)
-    for i in range(kept):
-        px[i] = _to_pixel(xs[i], xlo, xspan, scale, fpad)
-        py[i] = _to_pixel(ys[i], ylo, yspan, scale, fpad)
+    return xlo, xspan, ylo, yspan, np.float64(size - 2 * pad), np.float64(pad)
 
 
 @njit(cache=True, error_model="numpy")
@@ -152,10 +146,7 @@ def filled_pixels(xs, ys, kept, size, pad, canvas):
     canvas[:, :] = 0
     if kept == 0:
         return 0
-    scale = np.float64(size - 2 * pad)
-    fpad = np.float64(pad)
-    xlo, xspan = _axis_transform(xs, kept)
-    ylo, yspan = _axis_transform(ys, kept)
+    xlo, xspan, ylo, yspan, scale, fpad = _frame(xs, ys, kept, size, pad)
     count = 0
     for i in range(kept):
         c = _to_pixel(xs[i], xlo, xspan, scale, fpad)
@@ -167,38 +158,49 @@ def filled_pixels(xs, ys, kept, size, pad, canvas):
 
 
 @njit(cache=True, error_model="numpy")
-def draw_points(px, py, kept, colors, image):
+def draw_points(xs, ys, kept, size, pad, colors, image):
     """One pixel per point; point i takes colors[i % len(colors)] (one value per channel)."""
+    if kept == 0:
+        return
+    xlo, xspan, ylo, yspan, scale, fpad = _frame(xs, ys, kept, size, pad)
     n_colors = colors.shape[0]
     for i in range(kept):
-        image[py[i], px[i], :] = colors[i % n_colors]
+        c = _to_pixel(xs[i], xlo, xspan, scale, fpad)
+        r = _to_pixel(ys[i], ylo, yspan, scale, fpad)
+        image[r, c, :] = colors[i % n_colors]
 
 
 @njit(cache=True, error_model="numpy")
-def draw_patches(px, py, masks, kept, colors, image):
+def draw_patches(xs, ys, masks, kept, size, pad, colors, image):
     """Paste a 3x3 binary mask per point with its top-left at (x + 1, y + 1), overwriting.
 
     Mask bit 8 is the top-left cell and bit 0 the bottom-right (row-major, as the 9-digit
     binary string of the mask). Set cells take the point's colour; clear cells become 0.
     """
+    if kept == 0:
+        return
+    xlo, xspan, ylo, yspan, scale, fpad = _frame(xs, ys, kept, size, pad)
     n_colors = colors.shape[0]
     for i in range(kept):
         color = colors[i % n_colors]
         m = masks[i]
-        r0 = py[i] + 1
-        c0 = px[i] + 1
+        c0 = _to_pixel(xs[i], xlo, xspan, scale, fpad) + 1
+        r0 = _to_pixel(ys[i], ylo, yspan, scale, fpad) + 1
         for cell in range(9):
             on = (m >> (8 - cell)) & 1
             image[r0 + cell // 3, c0 + cell % 3, :] = color * on
 
 
 @njit(cache=True, error_model="numpy")
-def draw_patches_gray(px, py, masks, kept, value, image):
+def draw_patches_gray(xs, ys, masks, kept, size, pad, value, image):
     """``draw_patches`` for one grey value on a 2D image, unrolled (the default, hot path)."""
+    if kept == 0:
+        return
+    xlo, xspan, ylo, yspan, scale, fpad = _frame(xs, ys, kept, size, pad)
     for i in range(kept):
         m = masks[i]
-        r = py[i] + 1
-        c = px[i] + 1
+        c = _to_pixel(xs[i], xlo, xspan, scale, fpad) + 1
+        r = _to_pixel(ys[i], ylo, yspan, scale, fpad) + 1
         image[r, c] = value * ((m >> 8) & 1)
         image[r, c + 1] = value * ((m >> 7) & 1)
         image[r, c + 2] = value * ((m >> 6) & 1)

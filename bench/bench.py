@@ -1,0 +1,309 @@
+"""fdgen benchmark: FractalDB render and search speed, scaling, memory, compile time.
+
+Run with ``make bench`` (about three minutes on 2 cores). Prints medians over repeated runs
+at the recommended settings (362 px, 200,000 points, patch_gray, delta 0.4, PNG).
+
+    python bench/bench.py                   # the standard figures
+    python bench/bench.py --slice 0.1       # also FractalDB-1k: 100 categories x 1,000 images
+    python bench/bench.py --slice 1         # the whole FractalDB-1k (1,000,000 images)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numba
+import numpy as np
+
+from fdgen.database import load_database
+from fdgen.encode import encode_image
+from fdgen.families import fractal2d
+from fdgen.kernels import ifs
+from fdgen.kernels.rng import sample_state
+from fdgen.render import render_dataset
+from fdgen.search import run_search
+from fdgen.shards import ShardWriter
+
+RECOMMENDED = fractal2d.RenderSettings()
+
+
+def median_of(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs, after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0))
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{cpu}, {cores} cores, Python {platform.python_version()}, numpy {np.__version__}, "
+        f"numba {numba.__version__}, OpenCV {cv2.__version__}; load average {load}"
+    )
+
+
+def make_database(root: Path, categories: int) -> Path:
+    """The first ``categories`` FractalDB-1k categories, from fdgen's legacy search."""
+    out = root / f"db{categories}"
+    settings = fractal2d.SearchSettings(categories=categories, seed=1, rng="legacy")
+    run_search(fractal2d, settings, out, workers=2, show_progress=False)
+    return out
+
+
+def stage_breakdown(db_path: Path, repeats: int) -> dict:
+    """Per-image milliseconds of each stage, one process, recommended settings."""
+    db = load_database(db_path)
+    renderer = fractal2d.Renderer(RECOMMENDED)
+    s = RECOMMENDED
+    weights = fractal2d.weight_table(s.weight_delta)
+    variants = [(c, v) for c in range(min(len(db), 10)) for v in (0, 6, 13, 24)]
+    prepared = []
+    for c, v in variants:
+        p = db.params[c]
+        maps = np.ascontiguousarray(p[:, :6] * weights[v % 25])
+        prepared.append((maps, np.cumsum(p[:, 6]), sample_state(s.seed, c, v)))
+    xs, ys, masks = renderer.xs, renderer.ys, renderer.masks
+    kept_list = []
+
+    def orbit():
+        kept_list.clear()
+        for maps, cum, state in prepared:
+            kept_list.append(ifs.orbit_with_masks(maps, cum, state, xs, ys, masks)[0])
+
+    def raster():
+        image = renderer.image[:, :, 0]
+        for kept in kept_list:
+            image[:] = 0
+            ifs.draw_patches_gray(xs, ys, masks, kept, s.size, s.pad, 127, image)
+
+    t_orbit = median_of(orbit, repeats) / len(prepared)
+    orbit()  # leave kept_list filled for raster()
+    t_raster = median_of(raster, repeats) / len(prepared)
+
+    rasters = [renderer.render_variant(db.params[c], c, v)[0].copy() for c, v in variants]
+    encoded: list[bytes] = []
+
+    def encode():
+        encoded.clear()
+        for raster_ in rasters:
+            mirrored = cv2.flip(raster_, 1).reshape(raster_.shape)
+            for flip in range(4):
+                image = fractal2d.oriented(raster_, flip, mirrored)
+                encoded.append(encode_image(image, "png", 127))
+
+    t_encode = median_of(encode, repeats) / (4 * len(prepared))
+    tmp = Path(tempfile.mkdtemp())
+
+    def tar_write():
+        writer = ShardWriter(tmp, 0)
+        for k, data in enumerate(encoded):
+            meta = json.dumps({"category": k, "instance": k}).encode()
+            writer.add(f"c{k:06d}_i{k:06d}", {"png": data, "cls": b"1", "json": meta})
+        writer.commit({})
+
+    t_tar = median_of(tar_write, repeats) / len(encoded)
+    shutil.rmtree(tmp)
+    per_image = t_orbit / 4 + t_raster / 4 + t_encode + t_tar
+    return {
+        "orbit_ms": 1e3 * t_orbit / 4,
+        "raster_ms": 1e3 * t_raster / 4,
+        "encode_ms": 1e3 * t_encode,
+        "tar_ms": 1e3 * t_tar,
+        "sum_ms": 1e3 * per_image,
+        "png_kb": statistics.mean(len(e) for e in encoded) / 1024,
+    }
+
+
+def render_throughput(db_path: Path, root: Path, workers: int, instances: int, repeats: int):
+    """Median images/s of render_dataset end to end (plan, render, encode, tar, sidecars)."""
+    db = load_database(db_path)
+    settings = fractal2d.RenderSettings(instances=instances)
+    out = root / f"shards-w{workers}"
+    rates = []
+    for _ in range(repeats + 1):
+        shutil.rmtree(out, ignore_errors=True)
+        start = time.perf_counter()
+        render_dataset(db, settings, out, "png", 200, workers, force=True)
+        rates.append(len(db) * instances / (time.perf_counter() - start))
+    return statistics.median(rates[1:])
+
+
+def search_throughput(workers: int, candidates: int, repeats: int) -> float:
+    """Median candidates/s of the parallel search driver (default stream, defaults)."""
+    rates = []
+    for rep in range(repeats + 1):
+        with tempfile.TemporaryDirectory() as tmp:
+            # fill_rate 1 is never reached: the search runs until stopped by the candidate cap.
+            settings = fractal2d.SearchSettings(categories=1, seed=rep, fill_rate=0.38)
+            start = time.perf_counter()
+            run_capped_search(settings, Path(tmp), workers, candidates)
+            rates.append(candidates / (time.perf_counter() - start))
+    return statistics.median(rates[1:])
+
+
+def run_capped_search(settings, out: Path, workers: int, candidates: int) -> None:
+    """Evaluate exactly ``candidates`` candidates through joblib, as the search driver does."""
+    from joblib import Parallel, delayed
+
+    from fdgen.search import BATCH
+
+    specs = [("default", k, BATCH) for k in range(0, candidates, BATCH)]
+    Parallel(n_jobs=workers)(delayed(fractal2d.evaluate_candidates)(settings, s) for s in specs)
+
+
+def worker_peak_rss_mb() -> list[float]:
+    """Peak resident memory (VmHWM) of the live loky worker processes."""
+    from joblib.externals.loky import get_reusable_executor
+
+    peaks = []
+    for proc in get_reusable_executor()._processes.values():
+        try:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        except OSError:
+            pass
+    return peaks
+
+
+def parent_peak_rss_mb(db_path: Path, root: Path, instances: int) -> float:
+    """Peak RSS of a fresh process rendering the database with 2 workers."""
+    code = (
+        "import resource,sys;from pathlib import Path;"
+        "from fdgen.database import load_database;from fdgen.families import fractal2d;"
+        "from fdgen.render import render_dataset;"
+        f"db=load_database(Path({str(db_path)!r}));"
+        f"s=fractal2d.RenderSettings(instances={instances},points=20000);"
+        f"render_dataset(db,s,Path({str(root)!r})/'mem{instances}','png',500,2,force=True);"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def compile_seconds(cache_dir: Path) -> tuple[float, float]:
+    """Seconds to import fdgen and render one image + search one candidate: cold, then warm."""
+    code = (
+        "import time;t=time.perf_counter();"
+        "import numpy as np;from fdgen.families import fractal2d as f;"
+        "r=f.Renderer(f.RenderSettings(points=1000));"
+        "p=np.array([[0.5,0,0,0.5,0,0,0.5],[0.5,0,0,0.5,0.5,0.5,0.5]]);"
+        "list(r.render_group(p,0,0,[0,1,2,3]));"
+        "f.evaluate_candidates(f.SearchSettings(points=1000,size=64,fill_rate=0.1),"
+        "('default',0,1));"
+        "print(time.perf_counter()-t)"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
+    times = []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        )
+        times.append(float(out.stdout.strip().splitlines()[-1]))
+    return times[0], times[1]
+
+
+def fractaldb_slice(root: Path, fraction: float) -> None:
+    """Render a slice of FractalDB-1k (all 1,000 instances of the first categories)."""
+    categories = max(1, round(1000 * fraction))
+    db_path = make_database(root, categories)
+    db = load_database(db_path)
+    out = root / "fractaldb-slice"
+    start = time.perf_counter()
+    manifest = render_dataset(db, RECOMMENDED, out, "png", 5000, 2, force=True)
+    elapsed = time.perf_counter() - start
+    images = manifest["num_samples"]
+    size = manifest["bytes"]
+    print(f"\nFractalDB-1k slice: {categories} categories x 1,000 images, 2 workers")
+    print(f"  wall time          {elapsed:8.1f} s   ({images / elapsed:,.0f} images/s)")
+    print(f"  disk               {size / 2**20:8.1f} MiB ({size / images / 1024:.1f} KiB/image)")
+    print(f"  diverged images    {manifest['diverged']:8d}   ({manifest['diverged'] / images:.2%})")
+    if categories < 1000:
+        print(
+            f"  extrapolated 1k    {elapsed * 1000 / categories / 60:8.1f} min, "
+            f"{size * 1000 / categories / 2**30:.1f} GiB"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="runs per median [3]")
+    parser.add_argument("--slice", type=float, default=0.0, help="FractalDB-1k fraction [0]")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="fdgen-bench-"))
+    try:
+        print(f"machine: {machine()}")
+        cold, warm = compile_seconds(root / "numba-cache")
+        print(f"numba: import + first image + first candidate {cold:.1f} s on a cold cache, "
+              f"{warm:.1f} s cached")
+        db_path = make_database(root, 8)
+
+        b = stage_breakdown(db_path, args.repeats)
+        print("\nrender stages, ms per image (one core; the 4 flips share one orbit and raster)")
+        for key in ("orbit", "raster", "encode", "tar"):
+            print(f"  {key:8s} {b[key + '_ms']:7.3f}")
+        print(f"  total    {b['sum_ms']:7.3f}  -> {1e3 / b['sum_ms']:,.0f} images/s per core "
+              f"(PNG {b['png_kb']:.1f} KiB)")
+
+        r1 = render_throughput(db_path, root, 1, 100, args.repeats)
+        r2 = render_throughput(db_path, root, 2, 100, args.repeats)
+        peaks = worker_peak_rss_mb()
+        print("\nrender end to end (8 categories x 100 images, 200 per shard)")
+        print(f"  1 worker   {r1:8,.0f} images/s")
+        print(f"  2 workers  {r2:8,.0f} images/s  -> {r2 / 2:,.0f} per core, "
+              f"efficiency {r2 / (2 * r1):.0%}")
+        print(f"  peak RSS per worker {', '.join(f'{p:.0f}' for p in peaks)} MB")
+        small = parent_peak_rss_mb(db_path, root, 50)
+        large = parent_peak_rss_mb(db_path, root, 400)
+        print(f"  parent peak RSS: {small:.0f} MB for 400 images, {large:.0f} MB for 3,200")
+
+        per_cand = median_of(
+            lambda: fractal2d.evaluate_candidates(fractal2d.SearchSettings(), ("default", 0, 256)),
+            args.repeats,
+        ) / 256
+        legacy_settings = fractal2d.SearchSettings(rng="legacy", seed=1)
+        specs = fractal2d.candidate_specs(legacy_settings, 0, None, 256)
+        spec, _ = next(specs)
+        per_legacy = median_of(
+            lambda: fractal2d.evaluate_candidates(legacy_settings, spec), args.repeats
+        ) / 256
+        s1 = search_throughput(1, 2048, args.repeats)
+        s2 = search_throughput(2, 4096, args.repeats)
+        print("\nsearch (100,000 points, 512 px test raster)")
+        print(f"  default stream  {1e3 * per_cand:6.3f} ms per candidate (one core)")
+        print(f"  legacy stream   {1e3 * per_legacy:6.3f} ms per candidate in the worker "
+              f"(plus the parent's walk of the one stream)")
+        print(f"  driver: 1 worker {s1:,.0f}/s, 2 workers {s2:,.0f}/s, "
+              f"efficiency {s2 / (2 * s1):.0%}")
+        if args.slice > 0:
+            fractaldb_slice(root, args.slice)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
