@@ -20,6 +20,9 @@ from fdgen.errors import FdgenError
 # type name -> module; modules are imported on first use so that numba compiles only what runs.
 FAMILIES = {
     "fractal": "fdgen.families.fractal2d",
+    "rcdb": "fdgen.families.rcdb",
+    "visualatom": "fdgen.families.visualatom",
+    "segrcdb": "fdgen.families.segrcdb",
 }
 
 
