@@ -104,8 +104,9 @@ def randint(state, low, high):
 
 
 @njit(cache=True)
-def grow_contours(state, radius, oval_x, oval_y, centre_x, centre_y, amp, offset, step,
-                  sines, scale, pts, grays):
+def grow_contours(
+    state, radius, oval_x, oval_y, centre_x, centre_y, amp, offset, step, sines, scale, pts, grays
+):
     """Build every contour of one instance; return the new stream state.
 
     ``pts`` is (contours, vertices, 2) int32 and receives the pixel positions (x, y) of each
