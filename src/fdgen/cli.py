@@ -103,7 +103,10 @@ def search(ctx, type_, preset, workers, out, resume, force, **_):
     )
 
 
-RENDER_OPTIONS = ["size", "pad", "points", "draw", "weight_delta", "instances", "seed"]
+RENDER_OPTIONS = [
+    "size", "pad", "points", "draw", "weight_delta", "instances", "seed", "images", "objects",
+    "mask",
+]  # fmt: skip
 
 
 def resolve_database(db_arg: str, workers: int | None):
@@ -139,6 +142,13 @@ def resolve_database(db_arg: str, workers: int | None):
 )
 @click.option("--weight-delta", type=click.FloatRange(0, 0.5), help="Weight table D [0.4].")
 @click.option("--instances", type=click.IntRange(min=1), help="Images per category [1000].")
+@click.option("--images", type=click.IntRange(min=1), help="SegRCDB: images in all [20000].")
+@click.option("--objects", type=click.IntRange(min=1), help="SegRCDB: objects per image [32].")
+@click.option(
+    "--mask",
+    type=click.Choice(["lines", "ring", "filled"]),
+    help="SegRCDB mask: contour lines, ring between first and last contour, filled [lines].",
+)
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
 @click.option("--samples-per-shard", type=click.IntRange(min=1), default=5000, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Processes [all cores].")

@@ -25,6 +25,7 @@ from fdgen.shards import (
     SIZES_FILE,
     ShardPlan,
     ShardWriter,
+    image_key,
     read_sidecar,
     sample_key,
     write_indexes,
@@ -41,8 +42,8 @@ class ShardTask:
     settings: object
     fmt: str
     members: list  # (category, group, instances)
-    params: dict  # category -> parameters
-    names: dict  # category -> category file name
+    params: dict | list  # category -> parameters; for per-image families all categories
+    names: dict | None  # category -> category file name; None for per-image families
 
 
 @lru_cache(maxsize=2)
@@ -55,22 +56,30 @@ def render_shard(task: ShardTask) -> dict:
     renderer = _renderer(task.type, task.settings)
     two_level = getattr(renderer, "two_level_value", None)
     writer = ShardWriter(Path(task.out), task.index)
+    per_image = task.names is None  # samples are images of many categories (SegRCDB)
     diverged = 0
     try:
         for category, group, instances in task.members:
-            params = task.params[category]
-            for instance, image, fields in renderer.render_group(
+            params = task.params if per_image else task.params[category]
+            # A renderer may yield a 4th item: extra fields, already encoded (e.g. a mask).
+            for instance, image, fields, *extra in renderer.render_group(
                 params, category, group, instances
             ):
                 diverged += bool(fields.get("diverged", False))
-                meta = {"category": category, "instance": instance, **fields}
-                meta["file"] = task.names[category]
+                if per_image:
+                    key, label = image_key(instance), {}
+                    meta = {"image": instance, **fields}
+                else:
+                    key, label = sample_key(category, instance), {"cls": str(category).encode()}
+                    meta = {"category": category, "instance": instance, **fields}
+                    meta["file"] = task.names[category]
                 writer.add(
-                    sample_key(category, instance),
+                    key,
                     {
                         task.fmt: encode_image(image, task.fmt, two_level),
-                        "cls": str(category).encode(),
+                        **label,
                         "json": json.dumps(meta, sort_keys=True).encode(),
+                        **(extra[0] if extra else {}),
                     },
                 )
         return writer.commit({"diverged": diverged})
@@ -144,9 +153,14 @@ def render_dataset(
     """
     out = Path(out)
     family = get_family(db.type)
-    plan = ShardPlan(
-        len(db), settings.instances, family.group_size(settings), samples_per_shard, settings.seed
-    )
+    per_image = getattr(family, "SAMPLE_UNIT", "category") == "image"
+    if per_image:  # each sample is one image drawn from all categories: one unit, N images
+        plan = ShardPlan(1, settings.images, 1, samples_per_shard, settings.seed)
+    else:
+        plan = ShardPlan(
+            len(db), settings.instances, family.group_size(settings), samples_per_shard,
+            settings.seed,
+        )  # fmt: skip
     identity = _identity(db, family, settings, fmt, samples_per_shard)
     _prepare(out, identity, force)
     manifest = {
@@ -167,6 +181,9 @@ def render_dataset(
     def tasks():
         for j in todo:
             members = plan.members(j)
+            if per_image:
+                yield ShardTask(str(out), j, db.type, settings, fmt, members, db.params, None)
+                continue
             cats = sorted({c for c, _, _ in members})
             yield ShardTask(
                 str(out), j, db.type, settings, fmt, members,

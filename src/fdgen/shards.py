@@ -43,6 +43,11 @@ def sample_key(category: int, instance: int) -> str:
     return f"c{category:06d}_i{instance:06d}"
 
 
+def image_key(image: int) -> str:
+    """WebDataset key of a sample that is one image of many categories (SegRCDB)."""
+    return f"img{image:08d}"
+
+
 @dataclass(frozen=True)
 class ShardPlan:
     """Which (category, group) pairs go to which shard."""
