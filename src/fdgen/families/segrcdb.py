@@ -171,16 +171,16 @@ class Renderer:
         self.scale = settings.size / CANVAS
         self.two_level_value = None
 
-    def render(self, categories: list[Category], image_index: int):
-        """(image, mask, class ids of the objects in drawing order) of one image."""
-        s = self.settings
+    def objects(self, categories: list[Category], image_index: int):
+        """Yield (class id, vertex pixel positions, grey levels) of each object in drawing order.
+
+        The image's stream draws, per object: the category, the centre (y, then x), then the
+        contours (see ``grow_contours``); so the first k objects do not depend on ``objects``.
+        """
         if len(categories) > MAX_CLASSES:
             raise ValueError(f"SegRCDB supports at most {MAX_CLASSES} categories")
-        image = np.full((s.size, s.size), BACKGROUND, np.uint8)
-        mask = np.zeros((s.size, s.size), np.uint8)
-        state = sample_state(s.seed, _IMAGE_STREAM, image_index)
-        objects = []
-        for _ in range(s.objects):
+        state = sample_state(self.settings.seed, _IMAGE_STREAM, image_index)
+        for _ in range(self.settings.objects):
             state, cat = kc.randint(state, 0, len(categories) - 1)
             state, dy = kc.randint(np.uint64(state), -CENTRE_SPREAD, CENTRE_SPREAD)
             state, dx = kc.randint(np.uint64(state), -CENTRE_SPREAD, CENTRE_SPREAD)
@@ -193,7 +193,15 @@ class Renderer:
                 self.scale, pts, grays,
             )  # fmt: skip
             state = np.uint64(state)
-            class_id = int(cat) + 1
+            yield int(cat) + 1, pts, grays
+
+    def render(self, categories: list[Category], image_index: int):
+        """(image, mask, class ids of the objects in drawing order) of one image."""
+        s = self.settings
+        image = np.full((s.size, s.size), BACKGROUND, np.uint8)
+        mask = np.zeros((s.size, s.size), np.uint8)
+        objects = []
+        for class_id, pts, grays in self.objects(categories, image_index):
             objects.append(class_id)
             draw_contours(image, pts, grays)
             if s.mask == "lines":
