@@ -235,6 +235,6 @@ def preview_rows(db, settings: RenderSettings, images: int, masks: int) -> list[
     count = max(images, masks)
     rendered = [renderer.render(db.params, k)[:2] for k in range(count)]
     firsts = [image for image, _ in rendered[:images]]
-    width = max(1, int(np.ceil(np.sqrt(len(firsts)))))
+    width = max(1, masks)  # image k sits above its mask
     rows = [firsts[k : k + width] for k in range(0, len(firsts), width)]
     return rows + [[mask_colors(mask) for _, mask in rendered[:masks]]]
