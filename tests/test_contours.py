@@ -311,9 +311,7 @@ def test_segrcdb_mask_values_and_later_objects_overwrite(seg_categories, mode):
     shapes = list(full.objects(seg_categories, 0))
     previous = np.zeros_like(mask)
     for k in range(1, settings.objects + 1):
-        _, mask_k, objs_k = segrcdb.Renderer(replace(settings, objects=k)).render(
-            seg_categories, 0
-        )
+        _, mask_k, objs_k = segrcdb.Renderer(replace(settings, objects=k)).render(seg_categories, 0)
         assert objs_k == objects[:k]
         class_id, pts, _ = shapes[k - 1]
         region = np.zeros_like(mask)
