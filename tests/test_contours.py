@@ -406,7 +406,7 @@ def test_segrcdb_shards_carry_image_and_mask(tmp_path):
     run_search(segrcdb, segrcdb.SearchSettings(categories=5, seed=2), tmp_path / "db", workers=1)
     code, out = _cli(
         "render", "--db", tmp_path / "db", "--images", 4, "--objects", 5, "--mask", "filled",
-        "--size", 96, "--workers", 1, "--shards", tmp_path / "shards",
+        "--size", 96, "--workers", 1, "--shards", tmp_path / "shards", "--samples-per-shard", 2,
     )  # fmt: skip
     assert code == 0, out
     db = load_database(tmp_path / "db")
@@ -417,6 +417,15 @@ def test_segrcdb_shards_carry_image_and_mask(tmp_path):
         image, mask, objects = renderer.render(db.params, s["json"]["image"])
         assert np.array_equal(s["png"], image) and np.array_equal(s["seg.png"], mask)
         assert s["json"]["objects"] == objects and "cls" not in s
+    # Resume: a lost shard is rendered again, identically; finished ones are kept.
+    before = _shard_digests(tmp_path / "shards")
+    (tmp_path / "shards" / "shard-000000.tar").unlink()
+    code, out = _cli(
+        "render", "--db", tmp_path / "db", "--images", 4, "--objects", 5, "--mask", "filled",
+        "--size", 96, "--workers", 1, "--shards", tmp_path / "shards", "--samples-per-shard", 2,
+    )  # fmt: skip
+    assert code == 0 and "4 samples in 2 shards (2 rendered now" in out, out
+    assert _shard_digests(tmp_path / "shards") == before
 
 
 def test_options_that_do_not_apply_are_errors(tmp_path):

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from fdgen.encode import encode_image
+from fdgen.errors import FdgenError
 from fdgen.families import contour_base as base
 from fdgen.families.contour_base import CANVAS, CATEGORY_SUFFIX, Field, check
 from fdgen.families.contour_base import SearchSettings as _ContourSearch
@@ -178,7 +179,10 @@ class Renderer:
         contours (see ``grow_contours``); so the first k objects do not depend on ``objects``.
         """
         if len(categories) > MAX_CLASSES:
-            raise ValueError(f"SegRCDB supports at most {MAX_CLASSES} categories")
+            raise FdgenError(
+                f"--db: SegRCDB masks hold at most {MAX_CLASSES} classes; "
+                f"the database has {len(categories)} categories"
+            )
         state = sample_state(self.settings.seed, _IMAGE_STREAM, image_index)
         for _ in range(self.settings.objects):
             state, cat = kc.randint(state, 0, len(categories) - 1)
