@@ -19,6 +19,7 @@ from fdgen.database import load_database
 from fdgen.errors import FdgenError
 from fdgen.families import contour_base, rcdb, segrcdb, visualatom
 from fdgen.kernels import contours as kc
+from fdgen.kernels.rng import sample_state
 from fdgen.render import render_dataset
 from fdgen.search import run_search
 
@@ -454,3 +455,84 @@ def test_preview_works(tmp_path, type_):
     assert code == 0, out
     sheet = cv2.imread(str(tmp_path / "p.png"))
     assert sheet is not None and sheet.shape[0] >= 3 * 32
+
+
+# --- the whole construction against a slow pure-Python re-implementation ----------------------
+
+_M64 = (1 << 64) - 1
+
+
+class SlowStream:
+    """SplitMix64 in plain Python integers, with the draws the kernels make."""
+
+    def __init__(self, state: int):
+        self.state = int(state)
+
+    def unit(self) -> float:
+        self.state = (self.state + 0x9E3779B97F4A7C15) & _M64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+        return ((z ^ (z >> 31)) >> 11) * 2.0**-53
+
+    def randint(self, low: int, high: int) -> int:
+        return low + math.floor(self.unit() * (high - low + 1))
+
+    def uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * self.unit()
+
+    def noise(self) -> float:
+        return slow_pnoise1(np.float32(self.unit() * 10000.0))
+
+
+def slow_contours(stream, n, m, radius, ox, oy, cx, cy, amp, offset, step, sines, scale=1.0):
+    """Vertex pixel positions and grey levels of every contour, one vertex at a time."""
+    angle = 2 * math.pi / n
+    cos_t = [math.cos(angle * v) for v in range(n)]
+    sin_t = [math.sin(angle * v) for v in range(n)]
+    xs = [cos_t[v] * radius * ox for v in range(n)]
+    ys = [sin_t[v] * radius * oy for v in range(n)]
+    pts, grays = [], []
+    for _ in range(m):
+        grays.append(stream.randint(0, 255))
+        nx = [stream.noise() * amp - offset - sines[v] for v in range(n)]
+        ny = [stream.noise() * amp - offset - sines[v] for v in range(n)]
+        row = []
+        for v in range(n):
+            xs[v] -= cos_t[v] * (nx[v] - step)
+            ys[v] -= sin_t[v] * (ny[v] - step)
+            row.append(
+                [math.floor((xs[v] + cx) * scale + 0.5), math.floor((ys[v] + cy) * scale + 0.5)]
+            )
+        pts.append(row)
+    return np.array(pts), np.array(grays)
+
+
+def test_rcdb_instance_matches_slow_reimplementation():
+    params = rcdb.Category(7, 5, 2.7, 0.06, 40, 1.3, 1.8, 200.0, 300.5)
+    renderer = rcdb.Renderer(rcdb.RenderSettings(size=512, instances=3, seed=4))
+    for instance in (0, 2):
+        stream = SlowStream(sample_state(4, 11, instance))
+        geometry = (40, 1.3, 1.8, 200.0, 300.5)
+        if instance:  # redrawn: oval x, oval y, radius, centre y, centre x
+            ox, oy = stream.uniform(1, 2), stream.uniform(1, 2)
+            radius = stream.randint(0, 100)
+            cy = (512 + stream.randint(-400, 400)) / 2
+            cx = (512 + stream.randint(-400, 400)) / 2
+            geometry = (radius, ox, oy, cx, cy)
+        want = slow_contours(stream, 7, 5, *geometry, 2 * 2.7, 2.7, 0.06, [0.0] * 7)
+        got = renderer.contours(params, 11, instance)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+def test_visualatom_instance_matches_slow_reimplementation():
+    params = visualatom.Category(9, 4, 3.1, 0.08, 25, 5, 2, 1.1, 1.6, 250.0, 260.0)
+    renderer = visualatom.Renderer(visualatom.RenderSettings(size=256, instances=3, seed=2))
+    angle = 2 * math.pi / 9
+    sines = [0.5 * math.sin(angle * v * 5) + 0.5 * math.sin(angle * v * 2) for v in range(9)]
+    stream = SlowStream(sample_state(2, 6, 1))
+    cy = (512 + stream.randint(-512, 512)) / 2  # instance > 0: the centre is redrawn
+    cx = (512 + stream.randint(-512, 512)) / 2
+    want = slow_contours(stream, 9, 4, 25, 1.1, 1.6, cx, cy, 3.1, 3.1, 0.08, sines, 0.5)
+    got = renderer.contours(params, 6, 1)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
