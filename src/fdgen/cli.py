@@ -243,5 +243,8 @@ def preview(db_arg, out, categories, instances, thumb):
     family = get_family(db.type)
     settings = family.RenderSettings(**preset_cfg.get("render", {}))
     contact_sheet(db, settings, out, categories, instances, thumb)
+    if getattr(family, "SAMPLE_UNIT", "category") == "image":
+        click.echo(f"{out}: {categories} images, masks of the first {instances}")
+        return
     click.echo(f"{out}: {min(categories, len(db))} categories, {instances} instances of the first")
 
