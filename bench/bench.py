@@ -258,47 +258,62 @@ def main() -> None:
     try:
         print(f"machine: {machine()}")
         cold, warm = compile_seconds(root / "numba-cache")
-        print(f"numba: import + first image + first candidate {cold:.1f} s on a cold cache, "
-              f"{warm:.1f} s cached")
+        print(
+            f"numba: import + first image + first candidate {cold:.1f} s on a cold cache, "
+            f"{warm:.1f} s cached"
+        )
         db_path = make_database(root, 8)
 
         b = stage_breakdown(db_path, args.repeats)
         print("\nrender stages, ms per image (one core; the 4 flips share one orbit and raster)")
         for key in ("orbit", "raster", "encode", "tar"):
             print(f"  {key:8s} {b[key + '_ms']:7.3f}")
-        print(f"  total    {b['sum_ms']:7.3f}  -> {1e3 / b['sum_ms']:,.0f} images/s per core "
-              f"(PNG {b['png_kb']:.1f} KiB)")
+        print(
+            f"  total    {b['sum_ms']:7.3f}  -> {1e3 / b['sum_ms']:,.0f} images/s per core "
+            f"(PNG {b['png_kb']:.1f} KiB)"
+        )
 
         r1 = render_throughput(db_path, root, 1, 100, args.repeats)
         r2 = render_throughput(db_path, root, 2, 100, args.repeats)
         peaks = worker_peak_rss_mb()
         print("\nrender end to end (8 categories x 100 images, 200 per shard)")
         print(f"  1 worker   {r1:8,.0f} images/s")
-        print(f"  2 workers  {r2:8,.0f} images/s  -> {r2 / 2:,.0f} per core, "
-              f"efficiency {r2 / (2 * r1):.0%}")
+        print(
+            f"  2 workers  {r2:8,.0f} images/s  -> {r2 / 2:,.0f} per core, "
+            f"efficiency {r2 / (2 * r1):.0%}"
+        )
         print(f"  peak RSS per worker {', '.join(f'{p:.0f}' for p in peaks)} MB")
         small = parent_peak_rss_mb(db_path, root, 50)
         large = parent_peak_rss_mb(db_path, root, 400)
         print(f"  parent peak RSS: {small:.0f} MB for 400 images, {large:.0f} MB for 3,200")
 
-        per_cand = median_of(
-            lambda: fractal2d.evaluate_candidates(fractal2d.SearchSettings(), ("default", 0, 256)),
-            args.repeats,
-        ) / 256
+        per_cand = (
+            median_of(
+                lambda: fractal2d.evaluate_candidates(
+                    fractal2d.SearchSettings(), ("default", 0, 256)
+                ),
+                args.repeats,
+            )
+            / 256
+        )
         legacy_settings = fractal2d.SearchSettings(rng="legacy", seed=1)
         specs = fractal2d.candidate_specs(legacy_settings, 0, None, 256)
         spec, _ = next(specs)
-        per_legacy = median_of(
-            lambda: fractal2d.evaluate_candidates(legacy_settings, spec), args.repeats
-        ) / 256
+        per_legacy = (
+            median_of(lambda: fractal2d.evaluate_candidates(legacy_settings, spec), args.repeats)
+            / 256
+        )
         s1 = search_throughput(1, 2048, args.repeats)
         s2 = search_throughput(2, 4096, args.repeats)
         print("\nsearch (100,000 points, 512 px test raster)")
         print(f"  default stream  {1e3 * per_cand:6.3f} ms per candidate (one core)")
-        print(f"  legacy stream   {1e3 * per_legacy:6.3f} ms per candidate in the worker "
-              f"(plus the parent's walk of the one stream)")
-        print(f"  driver: 1 worker {s1:,.0f}/s, 2 workers {s2:,.0f}/s, "
-              f"efficiency {s2 / (2 * s1):.0%}")
+        print(
+            f"  legacy stream   {1e3 * per_legacy:6.3f} ms per candidate in the worker "
+            f"(plus the parent's walk of the one stream)"
+        )
+        print(
+            f"  driver: 1 worker {s1:,.0f}/s, 2 workers {s2:,.0f}/s, efficiency {s2 / (2 * s1):.0%}"
+        )
         if args.slice > 0:
             fractaldb_slice(root, args.slice)
     finally:

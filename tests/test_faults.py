@@ -107,7 +107,7 @@ def test_full_disk_keeps_earlier_shards_and_a_rerun_completes(tiny, tmp_path, mo
     db, ref = tiny
     out = tmp_path / "out"
     budget = [45_000]  # bytes of shard data the "disk" takes: shard 0 fits, shard 1 does not
-    write = fdgen.shards._HashingFile.write
+    write = fdgen.shards.ShardWriter._write
 
     def full_disk(self, data):
         budget[0] -= len(data)
@@ -115,7 +115,7 @@ def test_full_disk_keeps_earlier_shards_and_a_rerun_completes(tiny, tmp_path, mo
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return write(self, data)
 
-    monkeypatch.setattr(fdgen.shards._HashingFile, "write", full_disk)
+    monkeypatch.setattr(fdgen.shards.ShardWriter, "_write", full_disk)
     result = cli(*render_args(db, out))
     assert result.exit_code == 1
     assert "Error: shard-000001.tar: cannot write it in" in result.output

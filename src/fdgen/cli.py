@@ -106,7 +106,7 @@ def search(ctx, type_, preset, workers, out, resume, force, **_):
 
 
 RENDER_OPTIONS = ["size", "pad", "points", "draw", "weight_delta", "instances", "seed"]
-RENDER_OPTIONS += ["views", "models", "view_jitter", "output"]
+RENDER_OPTIONS += ["views", "models", "view_jitter", "output", "images", "objects", "mask"]
 
 
 def resolve_database(db_arg: str, workers: int | None):
@@ -149,6 +149,13 @@ def resolve_database(db_arg: str, workers: int | None):
 @click.option("--view-jitter", type=float, help="fractal3d: fixed-view jitter, degrees [5].")
 @click.option(
     "--output", type=click.Choice(["image", "pointcloud"]), help="fractal3d: payload [image]."
+)
+@click.option("--images", type=click.IntRange(min=1), help="SegRCDB: images in all [20000].")
+@click.option("--objects", type=click.IntRange(min=1), help="SegRCDB: objects per image [32].")
+@click.option(
+    "--mask",
+    type=click.Choice(["lines", "ring", "filled"]),
+    help="SegRCDB mask: contour lines, ring between first and last contour, filled [lines].",
 )
 @click.option(
     "--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True
@@ -352,5 +359,8 @@ def preview(db_arg, out, categories, instances, thumb):
     family = get_family(db.type)
     settings = family.RenderSettings(**preset_cfg.get("render", {}))
     contact_sheet(db, settings, out, categories, instances, thumb)
+    if getattr(family, "SAMPLE_UNIT", "category") == "image":
+        click.echo(f"{out}: {categories} images, masks of the first {instances}")
+        return
     what = "views of each" if hasattr(family, "preview_rows") else "instances of the first"
     click.echo(f"{out}: {min(categories, len(db))} categories, {instances} {what}")

@@ -25,6 +25,8 @@ def _thumb(image: np.ndarray, size: int) -> np.ndarray:
 def sheet_images(db: Database, settings, categories: int, instances: int) -> list[list]:
     """Rows of images: instance 0 of the first categories, then instances of category 0."""
     family = get_family(db.type)
+    if getattr(family, "SAMPLE_UNIT", "category") == "image":
+        return family.preview_rows(db, settings, categories, instances)
     renderer = family.Renderer(settings)
     group_size = family.group_size(settings)
     firsts = []

@@ -30,6 +30,7 @@ from fdgen.shards import (
     ShardPlan,
     ShardWriter,
     file_sha256,
+    image_key,
     is_lock_file,
     lock_folder,
     read_sidecar,
@@ -51,8 +52,8 @@ class ShardTask:
     settings: object
     fmt: str
     members: list  # (category, group, instances)
-    params: dict  # category -> parameters
-    names: dict  # category -> category file name
+    params: dict | list  # category -> parameters; for per-image families all categories
+    names: dict | None  # category -> category file name; None for per-image families
 
 
 @lru_cache(maxsize=2)
@@ -80,6 +81,7 @@ def render_shard(task: ShardTask) -> dict:
     # A family may write non-image payloads (e.g. point clouds): Renderer.encode gives the
     # tar members, or None to encode the payload as an image.
     encode = getattr(renderer, "encode", None)
+    per_image = task.names is None  # samples are images of many categories (SegRCDB)
     try:
         writer = ShardWriter(Path(task.out), task.index)
     except OSError as exc:
@@ -87,20 +89,27 @@ def render_shard(task: ShardTask) -> dict:
     diverged = 0
     try:
         for category, group, instances in task.members:
-            params = task.params[category]
-            for instance, image, fields in renderer.render_group(
+            params = task.params if per_image else task.params[category]
+            # A renderer may yield a 4th item: extra fields, already encoded (e.g. a mask).
+            for instance, image, fields, *extra in renderer.render_group(
                 params, category, group, instances
             ):
                 diverged += bool(fields.get("diverged", False))
-                meta = {"category": category, "instance": instance, **fields}
-                meta["file"] = task.names[category]
+                if per_image:
+                    key, label = image_key(instance), {}
+                    meta = {"image": instance, **fields}
+                else:
+                    key, label = sample_key(category, instance), {"cls": str(category).encode()}
+                    meta = {"category": category, "instance": instance, **fields}
+                    meta["file"] = task.names[category]
                 payload = encode(image, task.fmt) if encode else None
                 writer.add(
-                    sample_key(category, instance),
+                    key,
                     {
                         **(payload or {task.fmt: encode_image(image, task.fmt, two_level)}),
-                        "cls": str(category).encode(),
+                        **label,
                         "json": json.dumps(meta, sort_keys=True).encode(),
+                        **(extra[0] if extra else {}),
                     },
                 )
         return writer.commit({"diverged": diverged})
@@ -233,9 +242,14 @@ def render_dataset(
     if not force and _foreign(out):  # checked again under the lock; this one writes nothing
         raise FdgenError(f"--shards: {out} is not empty and holds no fdgen shards; use --force")
     family = get_family(db.type)
-    plan = ShardPlan(
-        len(db), settings.instances, family.group_size(settings), samples_per_shard, settings.seed
-    )
+    per_image = getattr(family, "SAMPLE_UNIT", "category") == "image"
+    if per_image:  # each sample is one image drawn from all categories: one unit, N images
+        plan = ShardPlan(1, settings.images, 1, samples_per_shard, settings.seed)
+    else:
+        plan = ShardPlan(
+            len(db), settings.instances, family.group_size(settings), samples_per_shard,
+            settings.seed,
+        )  # fmt: skip
     identity = _identity(db, family, settings, fmt, samples_per_shard)
     _ignore_file_size_signal()
     try:
@@ -312,9 +326,14 @@ def _render_locked(
     lengths = plan.shard_lengths()
     started = time.perf_counter()
 
+    per_image = getattr(family, "SAMPLE_UNIT", "category") == "image"
+
     def tasks():
         for j in todo:
             members = plan.members(j)
+            if per_image:
+                yield ShardTask(str(out), j, db.type, settings, fmt, members, db.params, None)
+                continue
             cats = sorted({c for c, _, _ in members})
             yield ShardTask(
                 str(out),

@@ -152,7 +152,8 @@ def run_search(
                     if cand.accepted:
                         name = f"{accepted:05d}{family.CATEGORY_SUFFIX}"
                         write_atomic(out / CATEGORY_DIR / name, family.format_category(cand.params))
-                        progress["fill_rates"].append(round(cand.fill_rate, 6))
+                        fill = cand.fill_rate  # None for families without a filter
+                        progress["fill_rates"].append(None if fill is None else round(fill, 6))
                         accepted += 1
                         update(1)
                 rate = accepted / max(progress["tried"], 1)
@@ -178,6 +179,8 @@ def run_search(
         "elapsed_s": round(elapsed, 3),
         "fill_rates": progress["fill_rates"],
     }
+    if all(rate is None for rate in meta["fill_rates"]):
+        del meta["fill_rates"]
     write_atomic(out / META_FILE, _dump_yaml(meta))
     return meta
 

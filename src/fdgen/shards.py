@@ -51,6 +51,11 @@ def sample_key(category: int, instance: int) -> str:
     return f"c{category:06d}_i{instance:06d}"
 
 
+def image_key(image: int) -> str:
+    """WebDataset key of a sample that is one image of many categories (SegRCDB)."""
+    return f"img{image:08d}"
+
+
 @dataclass(frozen=True)
 class ShardPlan:
     """Which (category, group) pairs go to which shard."""
@@ -492,11 +497,6 @@ class ShardCheck:
         return not self.problems
 
 
-def _per_image_key(image: int) -> str:
-    """Key of a sample that is one image of many categories (``sample_unit: image``)."""
-    return f"img{image:08d}"
-
-
 def _check_sample(
     key: str,
     fields: dict,
@@ -536,7 +536,7 @@ def _check_sample(
         else:
             if per_image:
                 image = meta.get("image")
-                if not (isinstance(image, int) and _per_image_key(image) == key):
+                if not (isinstance(image, int) and image_key(image) == key):
                     problems.append(f"{where}: json image number does not match the key")
             else:
                 if label is not None and meta.get("category") != label:
@@ -607,7 +607,7 @@ def verify_shard(
     expected_keys = None
     if plan is not None:
         expected_keys = {
-            _per_image_key(i) if per_image else sample_key(c, i)
+            image_key(i) if per_image else sample_key(c, i)
             for c, _, instances in plan.members(index)
             for i in instances
         }

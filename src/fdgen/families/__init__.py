@@ -8,8 +8,13 @@ Every family module offers the same small interface, used by ``search.py`` and `
 - ``RenderSettings`` (a frozen dataclass), ``group_size(settings)`` (instances rendered
   together, e.g. the four flips of one FractalDB variant) and ``Renderer(settings)`` with
   ``render_group(params, category, group, instances) -> list[Sample]``
-- optional: ``Renderer.encode(payload, fmt)`` -> tar members for non-image payloads (or None),
-  ``preview_rows(db, settings, categories, instances)`` -> contact-sheet rows
+Optional: ``Renderer.encode(payload, fmt)`` -> tar members for non-image payloads (or None);
+``preview_rows(db, settings, categories, instances)`` -> contact-sheet rows; ``render_group``
+may yield a 4th item, a dict of extra sample fields already encoded
+(e.g. ``{"seg.png": mask_png}``). A family with ``SAMPLE_UNIT = "image"`` (SegRCDB) renders
+``settings.images`` samples that each draw on every category: ``render_group`` then receives
+the list of all categories' parameters, samples are keyed ``img{index:08d}`` without ``cls``,
+and ``preview_rows(db, settings, images, masks)`` supplies the contact-sheet rows.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from fdgen.errors import FdgenError
 FAMILIES = {
     "fractal": "fdgen.families.fractal2d",
     "fractal3d": "fdgen.families.fractal3d",
+    "rcdb": "fdgen.families.rcdb",
+    "visualatom": "fdgen.families.visualatom",
+    "segrcdb": "fdgen.families.segrcdb",
 }
 
 

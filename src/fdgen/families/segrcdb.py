@@ -1,0 +1,244 @@
+"""SegRCDB (Shinoda et al., ICCV 2023; REFERENCE section 2): RCDB contours for segmentation.
+
+A category is an RCDB-style set of parameters (vertices, contours, noise, step, radius, oval
+rates); its class id is its position plus one (1..254; 0 is background). A sample is one
+image, not one category instance: ``objects`` (32) objects of random categories at random
+centres, drawn in order on black, with a mask where later objects overwrite earlier ones.
+
+Mask variants (``--mask``): ``lines`` (the contour lines, published mode M1), ``ring`` (the
+band between the first and the last contour, M2) and ``filled`` (the area inside the outermost
+contour, M3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fdgen.encode import encode_image
+from fdgen.errors import FdgenError
+from fdgen.families import contour_base as base
+from fdgen.families.contour_base import CANVAS, CATEGORY_SUFFIX, Field, check
+from fdgen.families.contour_base import SearchSettings as _ContourSearch
+from fdgen.families.rcdb import draw_contours
+from fdgen.kernels import contours as kc
+from fdgen.kernels.rng import sample_state
+
+TYPE = "segrcdb"
+SAMPLE_UNIT = "image"  # a sample is an image of many categories (see render.py)
+BACKGROUND = 0
+MAX_CLASSES = 254  # class ids 1..254 in an 8-bit mask; 0 is background, 255 is left free
+MASK_MODES = ("lines", "ring", "filled")
+_IMAGE_STREAM = 0x5345_4752  # separates the per-image streams from other keyed streams
+
+# Published distributions (make_SegRCDB.sh of the original).
+VERTICES_MEAN, VERTICES_MIN, VERTICES_MAX = 100, 3, 500  # int(Exp(mean 500 / 5)) in range
+CONTOURS_MIN, CONTOURS_MAX = 1, 50
+PERLIN_MAX = 4.0
+STEP_MAX = 0.1
+RADIUS_MIN, RADIUS_MAX = 0, 50
+OVAL_MIN, OVAL_MAX = 1.0, 2.0
+CENTRE_SPREAD = 512  # object centre = (512 + randint(-512, 512)) / 2
+
+__all__ = ["CATEGORY_SUFFIX", "TYPE"]
+
+
+@dataclass(frozen=True)
+class Category:
+    """Parameters of one SegRCDB category (geometry on the 512 x 512 canvas)."""
+
+    vertices: int
+    contours: int
+    perlin: float
+    step: float
+    radius: int
+    oval_x: float
+    oval_y: float
+
+
+FIELDS = (
+    Field("vertices", int, 3, 100_000, "vertices per contour"),
+    Field("contours", int, 1, 100_000, "contours drawn"),
+    Field("perlin", float, 0.0, 1000.0, "Perlin noise coefficient"),
+    Field("step", float, -1000.0, 1000.0, "radial step per contour (original: line_width)"),
+    Field("radius", int, 0, 100_000, "start radius, px"),
+    Field("oval_x", float, 0.0, 1000.0, "oval rate x"),
+    Field("oval_y", float, 0.0, 1000.0, "oval rate y"),
+)
+
+
+def format_category(params: Category) -> str:
+    """The category as a small YAML mapping."""
+    return base.format_record("fdgen segrcdb category (class id = file number + 1)", FIELDS, params)
+
+
+def read_category(path: Path) -> Category:
+    """Read a SegRCDB category file; errors name the file and field."""
+    return base.read_record(path, Category, FIELDS)
+
+
+# --- search (no filter) -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchSettings(_ContourSearch):
+    """SegRCDB search: at most 254 categories (8-bit masks)."""
+
+    categories: int = 254
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.categories <= MAX_CLASSES, "--categories", f"must be <= {MAX_CLASSES}")
+
+
+def sample_category(seed: int, index: int) -> Category:
+    """Category ``index``, drawn in the original's order from its own generator."""
+    rng = base.category_generator(seed, index)
+    vertices = base.truncated_exponential_int(rng, VERTICES_MEAN, VERTICES_MIN, VERTICES_MAX)
+    contours = int(rng.integers(CONTOURS_MIN, CONTOURS_MAX + 1))
+    perlin = float(rng.uniform(0.0, PERLIN_MAX))
+    step = float(rng.uniform(0.0, STEP_MAX))
+    radius = int(rng.integers(RADIUS_MIN, RADIUS_MAX + 1))
+    oval_x = float(rng.uniform(OVAL_MIN, OVAL_MAX))
+    oval_y = float(rng.uniform(OVAL_MIN, OVAL_MAX))
+    return Category(vertices, contours, perlin, step, radius, oval_x, oval_y)
+
+
+def candidate_specs(settings: SearchSettings, start: int, rng_state, batch: int):
+    """Batches of candidate indices from ``start`` on (every candidate is accepted)."""
+    return base.index_batches(start, batch)
+
+
+def evaluate_candidates(settings: SearchSettings, spec) -> list[base.Candidate]:
+    """Sample one batch of categories (runs in a worker process)."""
+    _, start, count = spec
+    return [
+        base.Candidate(k, sample_category(settings.seed, k)) for k in range(start, start + count)
+    ]
+
+
+# --- render -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """SegRCDB rendering; defaults are the published ones (mask mode M1 = ``lines``)."""
+
+    size: int = 512
+    images: int = 20_000
+    objects: int = 32
+    mask: str = "lines"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(16 <= self.size <= 8192, "--size", "must be in [16, 8192]")
+        check(self.images >= 1, "--images", "must be >= 1")
+        check(1 <= self.objects <= 10_000, "--objects", "must be in [1, 10000]")
+        check(self.mask in MASK_MODES, "--mask", f"must be one of {', '.join(MASK_MODES)}")
+        check(self.seed >= 0, "--seed", "must be >= 0")
+
+
+def group_size(settings: RenderSettings) -> int:
+    """Every image is rendered on its own."""
+    return 1
+
+
+def _paint_ring(mask: np.ndarray, first: np.ndarray, last: np.ndarray, class_id: int) -> None:
+    """Set ``class_id`` on the band between the first and the last contour, both lines
+    included, inside their bounding box only (pixels inside the first contour are kept)."""
+    size = mask.shape[0]
+    both = np.concatenate([first, last])
+    x0, y0 = np.maximum(both.min(axis=0), 0)
+    x1, y1 = np.minimum(both.max(axis=0), size - 1)
+    if x0 > x1 or y0 > y1:
+        return  # entirely off the canvas
+    origin = np.array([x0, y0], np.int32)
+    inner, outer = first - origin, last - origin
+    band = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.uint8)
+    cv2.fillPoly(band, [outer], 1)
+    cv2.fillPoly(band, [inner], 0)
+    cv2.polylines(band, [inner, outer], True, 1, 1, cv2.LINE_8)
+    mask[y0 : y1 + 1, x0 : x1 + 1][band != 0] = class_id
+
+
+class Renderer:
+    """Renders SegRCDB images and masks (H x W uint8 each)."""
+
+    def __init__(self, settings: RenderSettings):
+        self.settings = settings
+        self.scale = settings.size / CANVAS
+        self.two_level_value = None
+
+    def objects(self, categories: list[Category], image_index: int):
+        """Yield (class id, vertex pixel positions, grey levels) of each object in drawing order.
+
+        The image's stream draws, per object: the category, the centre (y, then x), then the
+        contours (see ``grow_contours``); so the first k objects do not depend on ``objects``.
+        """
+        if len(categories) > MAX_CLASSES:
+            raise FdgenError(
+                f"--db: SegRCDB masks hold at most {MAX_CLASSES} classes; "
+                f"the database has {len(categories)} categories"
+            )
+        state = sample_state(self.settings.seed, _IMAGE_STREAM, image_index)
+        for _ in range(self.settings.objects):
+            state, cat = kc.randint(state, 0, len(categories) - 1)
+            state, dy = kc.randint(np.uint64(state), -CENTRE_SPREAD, CENTRE_SPREAD)
+            state, dx = kc.randint(np.uint64(state), -CENTRE_SPREAD, CENTRE_SPREAD)
+            p = categories[cat]
+            pts = np.empty((p.contours, p.vertices, 2), np.int32)
+            grays = np.empty(p.contours, np.int64)
+            state = kc.grow_contours(
+                np.uint64(state), float(p.radius), p.oval_x, p.oval_y, (CANVAS + dx) / 2,
+                (CANVAS + dy) / 2, 2.0 * p.perlin, p.perlin, p.step, np.zeros(p.vertices),
+                self.scale, pts, grays,
+            )  # fmt: skip
+            state = np.uint64(state)
+            yield int(cat) + 1, pts, grays
+
+    def render(self, categories: list[Category], image_index: int):
+        """(image, mask, class ids of the objects in drawing order) of one image."""
+        s = self.settings
+        image = np.full((s.size, s.size), BACKGROUND, np.uint8)
+        mask = np.zeros((s.size, s.size), np.uint8)
+        objects = []
+        for class_id, pts, grays in self.objects(categories, image_index):
+            objects.append(class_id)
+            draw_contours(image, pts, grays)
+            if s.mask == "lines":
+                cv2.polylines(mask, list(pts), True, class_id, 1, cv2.LINE_8)
+            elif s.mask == "filled":
+                cv2.fillPoly(mask, [pts[-1]], class_id)
+            else:
+                _paint_ring(mask, pts[0], pts[-1], class_id)
+        return image, mask, objects
+
+    def render_group(self, categories, category, group: int, instances: list[int]):
+        """Yield (image index, image, fields, {"seg.png": mask PNG}) for each image index."""
+        for index in instances:
+            image, mask, objects = self.render(categories, index)
+            fields = {"objects": objects, "mask": self.settings.mask}
+            yield index, image, fields, {"seg.png": encode_image(mask, "png")}
+
+
+def mask_colors(mask: np.ndarray) -> np.ndarray:
+    """An RGB view of a mask for contact sheets: black background, one hue per class id."""
+    hues = (np.arange(256) * 47) % 180
+    lut = np.stack([hues, np.full(256, 200), np.full(256, 255)], axis=1).astype(np.uint8)
+    lut[0] = 0
+    hsv = lut[mask]
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def preview_rows(db, settings: RenderSettings, images: int, masks: int) -> list[list]:
+    """Contact-sheet rows: the first ``images`` images, then the masks of the first ``masks``."""
+    renderer = Renderer(settings)
+    count = max(images, masks)
+    rendered = [renderer.render(db.params, k)[:2] for k in range(count)]
+    firsts = [image for image, _ in rendered[:images]]
+    width = max(1, masks)  # image k sits above its mask
+    rows = [firsts[k : k + width] for k in range(0, len(firsts), width)]
+    return rows + [[mask_colors(mask) for _, mask in rendered[:masks]]]
