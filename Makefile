@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-slow bench bench-contours lint clean
+.PHONY: install run test test-slow bench bench-1k lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +27,15 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
+# Speed, scaling, memory and compile time (medians over repeats); see README "Performance".
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
-
-# RCDB, VisualAtom, SegRCDB at 512 px: images/s per core (render, and render + PNG).
-bench-contours: $(STAMP)
 	$(BIN)/python bench/contours.py --categories 20 --instances 5 --repeats 3
+	$(BIN)/python bench/fractal3d.py
+
+# FractalDB-1k end to end: 1,000 categories x 1,000 images on all cores (about 15 minutes).
+bench-1k: $(STAMP)
+	$(BIN)/python bench/bench.py --slice 1
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

@@ -176,17 +176,19 @@ def run_capped_search(settings, out: Path, workers: int, candidates: int) -> Non
 
 
 def worker_peak_rss_mb() -> list[float]:
-    """Peak resident memory (VmHWM) of the live loky worker processes."""
-    from joblib.externals.loky import get_reusable_executor
-
+    """Peak resident memory (VmHWM) of this process's live joblib/loky worker processes."""
     peaks = []
-    for proc in get_reusable_executor()._processes.values():
-        try:
-            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM"):
-                    peaks.append(int(line.split()[1]) / 1024)
-        except OSError:
-            pass
+    for children in Path("/proc/self/task").glob("*/children"):
+        for pid in children.read_text().split():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if b"loky" not in cmdline or b"resource_tracker" in cmdline:
+                    continue
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM"):
+                        peaks.append(int(line.split()[1]) / 1024)
+            except OSError:
+                pass
     return peaks
 
 

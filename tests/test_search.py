@@ -13,7 +13,7 @@ from fdgen.database import load_database
 from fdgen.families import fractal2d
 from fdgen.search import run_search
 
-from slow_reference import fill_rate, legacy_orbit
+from slow_reference import fill_rate, legacy_orbit, splitmix64
 
 
 def _search(out, workers=1, **kw):
@@ -62,12 +62,21 @@ def test_accepted_categories_pass_the_filter_by_an_independent_check(tmp_path):
         assert np.all(np.abs(params[:, :6]) <= 1)
         assert np.isclose(params[:, 6].sum(), 1.0)
         # Re-derive the candidate's orbit from its stream and measure with the slow version.
-        _, uniforms = fractal2d.default_candidate(
+        _, state = fractal2d.default_candidate(
             fractal2d.SearchSettings(seed=5, points=20000, size=128), _index_of(db, i, tmp_path)
         )
+        uniforms = _slow_uniforms(int(state), 20000)
         rate = fill_rate(legacy_orbit(params, uniforms, 20000), size=128)
         assert rate >= 0.15
         assert rate == pytest.approx(meta["fill_rates"][i], abs=1e-6)
+
+
+def _slow_uniforms(state: int, count: int) -> list[float]:
+    out = []
+    for _ in range(count):
+        state, bits = splitmix64(state)
+        out.append((bits >> 11) / 2**53)
+    return out
 
 
 def _index_of(db, i, tmp_path):

@@ -135,34 +135,39 @@ class Candidate:
 
 
 @lru_cache(maxsize=4)
-def _orbit_buffers(points: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return np.empty(points), np.empty(points), np.zeros((size, size), np.uint8)
+def _buffers(points: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-process scratch arrays: uniforms, orbit x and y, test raster."""
+    return np.empty(points), np.empty(points), np.empty(points), np.zeros((size, size), np.uint8)
 
 
-def _evaluate(settings: SearchSettings, index: int, params: np.ndarray, uniforms) -> Candidate:
-    xs, ys, canvas = _orbit_buffers(settings.points, settings.size)
-    cum = np.cumsum(params[:, 6])
-    kept, diverged = ifs.orbit_from_uniforms(
-        np.ascontiguousarray(params[:, :6]), cum, uniforms, xs, ys
-    )
+def _evaluate(settings: SearchSettings, index: int, params, uniforms) -> Candidate:
+    _, xs, ys, canvas = _buffers(settings.points, settings.size)
+    maps, cum = np.ascontiguousarray(params[:, :6]), np.cumsum(params[:, 6])
+    kept, diverged = ifs.orbit_from_uniforms(maps, cum, uniforms, xs, ys)
     filled = ifs.filled_pixels(xs, ys, kept, settings.size, settings.pad, canvas)
     rate = filled / (settings.size * settings.size)
     return Candidate(index, params, rate, bool(diverged), rate >= settings.fill_rate)
 
 
-def default_candidate(settings: SearchSettings, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Parameters and orbit uniforms of candidate ``index`` of the default stream.
+def _evaluate_default(settings: SearchSettings, index: int) -> Candidate:
+    params, orbit_state = default_candidate(settings, index)
+    uniforms = _buffers(settings.points, settings.size)[0][: settings.points - 1]
+    ifs.fill_uniform(orbit_state, uniforms)
+    return _evaluate(settings, index, params, uniforms)
 
-    The stream is SplitMix64 from SeedSequence(seed, index): u[0] picks N, u[1 : 1 + 6N] are
-    a..f of the N maps (2u - 1), and the orbit uses u[1 + 6 * maps_max :].
+
+def default_candidate(settings: SearchSettings, index: int) -> tuple[np.ndarray, np.uint64]:
+    """Parameters of candidate ``index`` of the default stream, and its orbit's stream state.
+
+    The stream is SplitMix64 from SeedSequence(seed, index): draw 0 picks N, draws 1 .. 6N
+    are a..f of the N maps (2u - 1), and the orbit's uniforms start at draw 1 + 6 * maps_max.
     """
-    offset = 1 + 6 * settings.maps_max
-    uniforms = np.empty(offset + settings.points - 1)
-    ifs.fill_uniform(sample_state(settings.seed, index), uniforms)
+    head = np.empty(1 + 6 * settings.maps_max)
+    orbit_state = np.uint64(ifs.fill_uniform(sample_state(settings.seed, index), head))
     span = settings.maps_max - settings.maps_min + 1
-    n_maps = settings.maps_min + int(uniforms[0] * span)
-    maps = (2.0 * uniforms[1 : 1 + 6 * n_maps] - 1.0).reshape(n_maps, 6)
-    return with_probabilities(maps), uniforms[offset:]
+    n_maps = settings.maps_min + int(head[0] * span)
+    maps = (2.0 * head[1 : 1 + 6 * n_maps] - 1.0).reshape(n_maps, 6)
+    return with_probabilities(maps), orbit_state
 
 
 def legacy_candidate(rs: np.random.RandomState, settings: SearchSettings) -> np.ndarray:
@@ -200,10 +205,7 @@ def evaluate_candidates(settings: SearchSettings, spec) -> list[Candidate]:
     """Evaluate one batch of candidates (runs in a worker process)."""
     if spec[0] == "default":
         _, start, count = spec
-        return [
-            _evaluate(settings, k, *default_candidate(settings, k))
-            for k in range(start, start + count)
-        ]
+        return [_evaluate_default(settings, k) for k in range(start, start + count)]
     rs = np.random.RandomState()
     out = []
     for index, params, state in spec[1]:

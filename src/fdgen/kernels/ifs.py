@@ -43,6 +43,11 @@ def _step(maps, j, x, y):
     return nx, ny
 
 
+@njit(inline="always", error_model="numpy")
+def _kept_after_divergence(first_bad):
+    return max(0, first_bad - DIVERGENCE_MARGIN)
+
+
 @njit(cache=True, error_model="numpy")
 def _kept_points(xs, ys, n, diverged):
     """Points to keep: all, or those before the first non-finite one less DIVERGENCE_MARGIN."""
@@ -50,7 +55,7 @@ def _kept_points(xs, ys, n, diverged):
         return n
     for i in range(n):
         if not (np.isfinite(xs[i]) and np.isfinite(ys[i])):
-            return max(0, i - DIVERGENCE_MARGIN)
+            return _kept_after_divergence(i)
     return n
 
 
@@ -151,9 +156,8 @@ def filled_pixels(xs, ys, kept, size, pad, canvas):
     for i in range(kept):
         c = _to_pixel(xs[i], xlo, xspan, scale, fpad)
         r = _to_pixel(ys[i], ylo, yspan, scale, fpad)
-        if canvas[r, c] == 0:
-            canvas[r, c] = 1
-            count += 1
+        count += 1 - canvas[r, c]  # branch-free: new pixels are unpredictable
+        canvas[r, c] = 1
     return count
 
 
