@@ -227,7 +227,7 @@ def render(ctx, db_arg, shards, fmt, samples_per_shard, workers, force, backend,
         f"{out}: {manifest['num_samples']:,} samples in {manifest['num_shards']} shards "
         f"({manifest['rendered_now']:,} rendered now"
         + (f", {rate:,.0f} images/s" if rate else "")
-        + f"; {manifest['diverged']} diverged variants' images; "
+        + f"; {manifest['diverged']:,} from diverged orbits; "
         f"{manifest['bytes'] / 2**20:,.1f} MiB)"
     )
 
