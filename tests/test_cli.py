@@ -29,6 +29,7 @@ def _assert_clean_error(result, needle):
         (["--type", "bogus"], "unknown type 'bogus'"),
         (["--preset", "bogus"], "unknown preset 'bogus'"),
         (["--size", "10", "--pad", "6"], "--size/--pad"),
+        (["--pad", "0"], "pad >= 1"),
         (["--rng", "mt"], "--rng"),
         (["--workers", "0"], "--workers"),
     ],

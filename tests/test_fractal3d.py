@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from fdgen.cli import main
 from fdgen.database import load_database
+from fdgen.errors import FdgenError
 from fdgen.families import fractal3d as f3
 from fdgen.render import render_dataset
 from fdgen.search import run_search
@@ -158,7 +159,7 @@ def test_search_parallel_is_deterministic(tmp_path):
 def test_read_category_errors(tmp_path):
     bad = tmp_path / "00000.csv"
     bad.write_text("1,2,3\n")
-    with pytest.raises(f3.FdgenError, match="line 1: expected 13"):
+    with pytest.raises(FdgenError, match="line 1: expected 13"):
         f3.read_category(bad)
     params = f3.with_probabilities(np.full((2, 12), 0.5) * [[1], [-1]])
     good = tmp_path / "00001.csv"
@@ -187,7 +188,7 @@ def test_instance_table():
     assert [f["view"] for f in fields[:24]] == list(range(12)) * 2
     assert [fields[i]["model"] for i in range(0, 145 * 12, 12)][:7] == [0, 1, 2, 3, 4, 0, 1]
     assert f3.RenderSettings().instances == 1740
-    with pytest.raises(f3.FdgenError, match="--models"):
+    with pytest.raises(FdgenError, match="--models"):
         f3.RenderSettings(models=146)
 
 

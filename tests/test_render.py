@@ -230,6 +230,8 @@ def test_malformed_category_file_is_named_with_its_line(tmp_path, content, needl
         (["--db", "/nonexistent/db"], "no such database folder"),
         (["--instances", "0"], "--instances"),
         (["--size", "10", "--pad", "6"], "--size/--pad"),
+        (["--size", "24", "--pad", "3"], "pad >= 4 for patch_gray"),
+        (["--pad", "0", "--draw", "point_gray"], "pad >= 1 for point_gray"),
         (["--draw", "sparkle"], "--draw"),
         (["--weight-delta", "0.9"], "--weight-delta"),
     ],
@@ -276,3 +278,13 @@ def test_shard_file_equals_a_tarfile_archive_of_the_same_members(tmp_path):
                 )
                 tar.addfile(info, io.BytesIO(data))
     assert (tmp_path / "shard-000000.tar").read_bytes() == expected.getvalue()
+
+
+@pytest.mark.parametrize("draw, pad", [("patch_gray", 4), ("patch_color", 4), ("point_gray", 1)])
+def test_smallest_allowed_pad_reaches_the_last_pixel_and_no_further(draw, pad):
+    settings = fractal2d.RenderSettings(size=24, pad=pad, points=4000, draw=draw)
+    params = np.array([[0.5, 0, 0, 0.5, 0, 0, 0.5], [0.5, 0, 0, 0.5, 0.5, 0.5, 0.5]])
+    image, _ = fractal2d.Renderer(settings).render_variant(params, 0, 2)
+    rows, cols = np.nonzero(image.any(axis=2))
+    assert rows.max() == cols.max() == 23  # the patch's far corner or the point on size - pad
+    assert rows.min() >= pad and cols.min() >= pad

@@ -16,7 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fdgen.errors import FdgenError
+from fdgen.errors import check_option
+from fdgen.families import ifs_csv
 from fdgen.kernels import ifs
 from fdgen.kernels.rng import sample_state
 
@@ -28,51 +29,17 @@ FLIPS = 4
 WEIGHT_ROWS = 25
 
 
-def _check(ok: bool, option: str, rule: str) -> None:
-    if not ok:
-        raise FdgenError(f"{option}: {rule}")
-
-
 # --- category files -------------------------------------------------------------------------
 
 
 def format_category(params: np.ndarray) -> str:
-    """Rows ``a,b,c,d,e,f,p`` with ``%.18e``, no header: the original FractalDB format."""
-    return "".join(",".join(f"{v:.18e}" for v in row) + "\n" for row in params)
+    """Rows ``a,b,c,d,e,f,p`` with ``%.18e``, no header."""
+    return ifs_csv.format_rows(params)
 
 
 def read_category(path: Path) -> np.ndarray:
-    """Read one FractalDB category file; errors name the file and line."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FdgenError(f"{path}: cannot read category file ({exc})") from None
-    rows = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = line.split(",")
-        if len(fields) != 7:
-            raise FdgenError(
-                f"{path}, line {line_no}: expected 7 comma-separated numbers a,b,c,d,e,f,p, "
-                f"found {len(fields)}"
-            )
-        try:
-            values = [float(v) for v in fields]
-        except ValueError:
-            raise FdgenError(f"{path}, line {line_no}: not a number in {line.strip()!r}") from None
-        if not np.all(np.isfinite(values)):
-            raise FdgenError(f"{path}, line {line_no}: values must be finite")
-        if values[6] < 0:
-            raise FdgenError(f"{path}, line {line_no}: probability p must be >= 0")
-        rows.append(values)
-    if not rows:
-        raise FdgenError(f"{path}: no maps (the file is empty)")
-    params = np.array(rows, dtype=np.float64)
-    if not params[:, 6].sum() > 0:
-        raise FdgenError(f"{path}: the probabilities p sum to 0")
-    return params
+    """Read one FractalDB category file (rows a,b,c,d,e,f,p); errors name the file and line."""
+    return ifs_csv.read_rows(path, "a,b,c,d,e,f,p")
 
 
 def with_probabilities(maps: np.ndarray) -> np.ndarray:
@@ -103,19 +70,21 @@ class SearchSettings:
     rng: str = "default"
 
     def __post_init__(self) -> None:
-        _check(self.categories >= 1, "--categories", "must be >= 1")
-        _check(0 < self.fill_rate <= 1, "--fill-rate", "must be in (0, 1]")
-        _check(self.points >= 2, "--points", "must be >= 2")
-        _check(
-            self.pad >= 0 and self.size - 2 * self.pad >= 2,
+        check_option(self.categories >= 1, "--categories", "must be >= 1")
+        check_option(0 < self.fill_rate <= 1, "--fill-rate", "must be in (0, 1]")
+        check_option(self.points >= 2, "--points", "must be >= 2")
+        check_option(
+            self.pad >= 1 and self.size - 2 * self.pad >= 2,
             "--size/--pad",
-            "need pad >= 0 and size - 2 * pad >= 2",
+            "need pad >= 1 (the last point lands on size - pad) and size - 2 * pad >= 2",
         )
-        _check(1 <= self.maps_min <= self.maps_max <= 64, "--maps", "needs 1 <= MIN <= MAX <= 64")
-        _check(self.rng in ("default", "legacy"), "--rng", "must be default or legacy")
-        _check(self.seed >= 0, "--seed", "must be >= 0")
+        check_option(
+            1 <= self.maps_min <= self.maps_max <= 64, "--maps", "needs 1 <= MIN <= MAX <= 64"
+        )
+        check_option(self.rng in ("default", "legacy"), "--rng", "must be default or legacy")
+        check_option(self.seed >= 0, "--seed", "must be >= 0")
         reachable = self.points / self.size**2
-        _check(
+        check_option(
             self.fill_rate <= reachable,
             "--fill-rate",
             f"{self.fill_rate} can never be reached: {self.points} points fill at most "
@@ -239,17 +208,24 @@ class RenderSettings:
     instances: int = 1000
     seed: int = 0
 
+    @property
+    def min_pad(self) -> int:
+        """Smallest padding that keeps every drawn pixel inside the image."""
+        return 4 if self.draw.startswith("patch") else 1
+
     def __post_init__(self) -> None:
-        _check(self.points >= 1, "--points", "must be >= 1")
-        _check(
-            self.pad >= 0 and self.size - 2 * self.pad >= 2 and self.size <= 8192,
+        check_option(self.draw in DRAW_MODES, "--draw", f"must be one of {', '.join(DRAW_MODES)}")
+        check_option(self.points >= 1, "--points", "must be >= 1")
+        check_option(
+            self.pad >= self.min_pad and self.size - 2 * self.pad >= 2 and self.size <= 8192,
             "--size/--pad",
-            "need size <= 8192, pad >= 0 and size - 2 * pad >= 2",
+            f"need size <= 8192, size - 2 * pad >= 2 and pad >= {self.min_pad} for {self.draw} "
+            "(a point lands up to size - pad; a patch covers 3 pixels past it)",
         )
-        _check(self.draw in DRAW_MODES, "--draw", f"must be one of {', '.join(DRAW_MODES)}")
-        _check(0 <= self.weight_delta <= 0.5, "--weight-delta", "must be in [0, 0.5]")
-        _check(self.instances >= 1, "--instances", "must be >= 1")
-        _check(self.seed >= 0, "--seed", "must be >= 0")
+        check_option(self.draw in DRAW_MODES, "--draw", f"must be one of {', '.join(DRAW_MODES)}")
+        check_option(0 <= self.weight_delta <= 0.5, "--weight-delta", "must be in [0, 0.5]")
+        check_option(self.instances >= 1, "--instances", "must be >= 1")
+        check_option(self.seed >= 0, "--seed", "must be >= 0")
 
 
 def weight_table(delta: float) -> np.ndarray:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fdgen.errors import FdgenError
+from fdgen.errors import check_option
+from fdgen.families import ifs_csv
 from fdgen.kernels import ifs3d
 from fdgen.kernels.ifs import fill_uniform
 from fdgen.kernels.rng import sample_state
@@ -45,51 +46,17 @@ _CLOUD_KEY = 1
 _VIEW_KEY = 2
 
 
-def _check(ok: bool, option: str, rule: str) -> None:
-    if not ok:
-        raise FdgenError(f"{option}: {rule}")
-
-
 # --- category files -------------------------------------------------------------------------
 
 
 def format_category(params: np.ndarray) -> str:
     """Rows ``a,b,c,d,e,f,g,h,i,j,k,l,p`` with ``%.18e``, no header."""
-    return "".join(",".join(f"{v:.18e}" for v in row) + "\n" for row in params)
+    return ifs_csv.format_rows(params)
 
 
 def read_category(path: Path) -> np.ndarray:
-    """Read one 3D category file (13 numbers a row); errors name the file and line."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FdgenError(f"{path}: cannot read category file ({exc})") from None
-    rows = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = line.split(",")
-        if len(fields) != COLUMNS:
-            raise FdgenError(
-                f"{path}, line {line_no}: expected {COLUMNS} comma-separated numbers "
-                f"a,b,c,d,e,f,g,h,i,j,k,l,p, found {len(fields)}"
-            )
-        try:
-            values = [float(v) for v in fields]
-        except ValueError:
-            raise FdgenError(f"{path}, line {line_no}: not a number in {line.strip()!r}") from None
-        if not np.all(np.isfinite(values)):
-            raise FdgenError(f"{path}, line {line_no}: values must be finite")
-        if values[PARAMS] < 0:
-            raise FdgenError(f"{path}, line {line_no}: probability p must be >= 0")
-        rows.append(values)
-    if not rows:
-        raise FdgenError(f"{path}: no maps (the file is empty)")
-    params = np.array(rows, dtype=np.float64)
-    if not params[:, PARAMS].sum() > 0:
-        raise FdgenError(f"{path}: the probabilities p sum to 0")
-    return params
+    """Read one 3D category file (rows a..l,p); errors name the file and line."""
+    return ifs_csv.read_rows(path, "a,b,c,d,e,f,g,h,i,j,k,l,p")
 
 
 def with_probabilities(maps: np.ndarray) -> np.ndarray:
@@ -120,11 +87,13 @@ class SearchSettings:
     maps_max: int = 7
 
     def __post_init__(self) -> None:
-        _check(self.categories >= 1, "--categories", "must be >= 1")
-        _check(0 < self.variance < 1, "--variance", "must be in (0, 1)")
-        _check(self.points >= 2, "--points", "must be >= 2")
-        _check(1 <= self.maps_min <= self.maps_max <= 64, "--maps", "needs 1 <= MIN <= MAX <= 64")
-        _check(self.seed >= 0, "--seed", "must be >= 0")
+        check_option(self.categories >= 1, "--categories", "must be >= 1")
+        check_option(0 < self.variance < 1, "--variance", "must be in (0, 1)")
+        check_option(self.points >= 2, "--points", "must be >= 2")
+        check_option(
+            1 <= self.maps_min <= self.maps_max <= 64, "--maps", "needs 1 <= MIN <= MAX <= 64"
+        )
+        check_option(self.seed >= 0, "--seed", "must be >= 0")
 
 
 @dataclass
@@ -260,14 +229,14 @@ class RenderSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check(8 <= self.size <= 8192, "--size", "must be in 8..8192")
-        _check(self.points >= 1, "--points", "must be >= 1")
-        _check(self.instances >= 1, "--instances", "must be >= 1")
-        _check(1 <= self.models <= MAX_MODELS, "--models", f"must be in 1..{MAX_MODELS}")
-        _check(self.views in VIEW_MODES, "--views", f"must be one of {', '.join(VIEW_MODES)}")
-        _check(0 <= self.view_jitter <= 15, "--view-jitter", "must be in [0, 15] degrees")
-        _check(self.output in OUTPUTS, "--output", f"must be one of {', '.join(OUTPUTS)}")
-        _check(self.seed >= 0, "--seed", "must be >= 0")
+        check_option(8 <= self.size <= 8192, "--size", "must be in 8..8192")
+        check_option(self.points >= 1, "--points", "must be >= 1")
+        check_option(self.instances >= 1, "--instances", "must be >= 1")
+        check_option(1 <= self.models <= MAX_MODELS, "--models", f"must be in 1..{MAX_MODELS}")
+        check_option(self.views in VIEW_MODES, "--views", f"must be one of {', '.join(VIEW_MODES)}")
+        check_option(0 <= self.view_jitter <= 15, "--view-jitter", "must be in [0, 15] degrees")
+        check_option(self.output in OUTPUTS, "--output", f"must be one of {', '.join(OUTPUTS)}")
+        check_option(self.seed >= 0, "--seed", "must be >= 0")
 
 
 def group_size(settings: RenderSettings) -> int:
