@@ -6,10 +6,13 @@ import dataclasses
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
+
+import numpy as np
 
 from fdgen import __version__
 from fdgen.database import Database, write_atomic
@@ -50,29 +53,39 @@ def _renderer(type_: str, settings):
     return get_family(type_).Renderer(settings)
 
 
+def shard_images(task: ShardTask) -> Iterator[tuple[str, np.ndarray, dict]]:
+    """(key, image, metadata) of every sample of one shard, in writing order.
+
+    The image is a view of the renderer's buffer, valid until the next sample. Shared by
+    ``render_shard`` and the on-the-fly dataset (``fdgen.torch``), so both hold the same samples.
+    """
+    renderer = _renderer(task.type, task.settings)
+    for category, group, instances in task.members:
+        params = task.params[category]
+        for instance, image, fields in renderer.render_group(params, category, group, instances):
+            meta = {"category": category, "instance": instance, **fields}
+            meta["file"] = task.names[category]
+            yield sample_key(category, instance), image, meta
+
+
+def sample_fields(task: ShardTask, image: np.ndarray, meta: dict) -> dict[str, bytes]:
+    """The tar members of one sample: encoded image, class label as text, metadata json."""
+    two_level = getattr(_renderer(task.type, task.settings), "two_level_value", None)
+    return {
+        task.fmt: encode_image(image, task.fmt, two_level),
+        "cls": str(meta["category"]).encode(),
+        "json": json.dumps(meta, sort_keys=True).encode(),
+    }
+
+
 def render_shard(task: ShardTask) -> dict:
     """Render and write one shard; returns its sidecar record."""
-    renderer = _renderer(task.type, task.settings)
-    two_level = getattr(renderer, "two_level_value", None)
     writer = ShardWriter(Path(task.out), task.index)
     diverged = 0
     try:
-        for category, group, instances in task.members:
-            params = task.params[category]
-            for instance, image, fields in renderer.render_group(
-                params, category, group, instances
-            ):
-                diverged += bool(fields.get("diverged", False))
-                meta = {"category": category, "instance": instance, **fields}
-                meta["file"] = task.names[category]
-                writer.add(
-                    sample_key(category, instance),
-                    {
-                        task.fmt: encode_image(image, task.fmt, two_level),
-                        "cls": str(category).encode(),
-                        "json": json.dumps(meta, sort_keys=True).encode(),
-                    },
-                )
+        for key, image, meta in shard_images(task):
+            diverged += bool(meta.get("diverged", False))
+            writer.add(key, sample_fields(task, image, meta))
         return writer.commit({"diverged": diverged})
     except BaseException:
         writer.abort()
