@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench.py
 
 # Transfer experiment (docs/training.md): pre-train on 100 FractalDB-1k categories, fine-tune on
-# Fashion-MNIST (Debian's dataset-fashion-mnist, installed if missing). About 10 min on 2 cores.
+# Fashion-MNIST (Debian's dataset-fashion-mnist, installed if missing). About 8 min on 2 cores.
 FASHION  := /usr/share/datasets/fashion-mnist
 TRANSFER := out/transfer
 transfer: $(STAMP)

@@ -203,20 +203,19 @@ def linear_probe(train_f, train_y, test_f, test_y, l2: float = 1e-2) -> float:
 
 
 def summary(values: list[float]) -> str:
+    """Mean +- sample standard deviation (a single value as is)."""
     arr = np.array(values)
-    return f"{arr.mean():6.2f} +- {arr.std(ddof=1) if len(arr) > 1 else 0:4.2f}"
+    return f"{arr[0]:.2f}" if len(arr) == 1 else f"{arr.mean():.2f} +- {arr.std(ddof=1):.2f}"
 
 
 def table(results: dict) -> str:
     seeds = results["seeds"]
-    rows = [
-        "| measurement | scratch / random | FractalDB pre-trained | gain | gain per seed | ahead |"
-    ]
+    rows = ["| measurement | scratch / random init | pre-trained | gain | gain per seed | ahead |"]
     rows.append("|---|---|---|---|---|---|")
     for name, key in results["rows"]:
         base, pre = results[key]["base"], results[key]["pre"]
         gains = [p - b for p, b in zip(pre, base, strict=True)]
-        per_seed = " ".join(f"{g:+.1f}" for g in gains)
+        per_seed = " ".join(f"{g:+.2f}" for g in gains)
         ahead = f"{sum(g > 0 for g in gains)}/{len(gains)}"
         rows.append(
             f"| {name} | {summary(base)} | {summary(pre)} | {np.mean(gains):+.2f} | "
@@ -230,7 +229,7 @@ def table(results: dict) -> str:
             rows.append(
                 f"| control (shuffled labels): {name} | {summary(base)} | "
                 f"{summary(control[key])} | {np.mean(gains):+.2f} | "
-                + " ".join(f"{g:+.1f}" for g in gains)
+                + " ".join(f"{g:+.2f}" for g in gains)
                 + f" | {sum(g > 0 for g in gains)}/{len(gains)} |"
             )
     elapsed = results.get("elapsed_s", 0) / 60
@@ -355,7 +354,7 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=200, help="labelled fine-tuning images")
     parser.add_argument("--large-subset", type=int, default=1000, help="0 to skip")
     parser.add_argument("--large-seeds", type=int, default=3)
-    parser.add_argument("--pretrain-epochs", type=float, default=10)
+    parser.add_argument("--pretrain-epochs", type=float, default=15)
     parser.add_argument("--pretrain-batch", type=int, default=128)
     parser.add_argument("--pretrain-lr", type=float, default=0.1)
     parser.add_argument("--pretrain-scale", type=float, nargs=2, default=(0.35, 1.0))
