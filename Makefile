@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-slow bench bench-1k lint clean
+.PHONY: install run test test-slow bench bench-1k lint clean transfer
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,dask]'
+	$(BIN)/pip install --quiet torch==2.13.0  # the [torch] extra, pinned to the local CPU wheel
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -36,6 +37,19 @@ bench: $(STAMP)
 # FractalDB-1k end to end: 1,000 categories x 1,000 images on all cores (about 15 minutes).
 bench-1k: $(STAMP)
 	$(BIN)/python bench/bench.py --slice 1
+
+# Transfer experiment (docs/training.md): pre-train on 100 FractalDB-1k categories, fine-tune on
+# Fashion-MNIST (Debian's dataset-fashion-mnist, installed if missing). About 8 min on 2 cores.
+FASHION  := /usr/share/datasets/fashion-mnist
+TRANSFER := out/transfer
+transfer: $(STAMP)
+	@test -f $(FASHION)/t10k-labels-idx1-ubyte.gz || apt-get install -y dataset-fashion-mnist \
+		|| sudo apt-get install -y dataset-fashion-mnist
+	$(BIN)/fdgen search --preset FractalDB-1k --categories 100 --workers 2 --out $(TRANSFER)/db \
+		$(if $(wildcard $(TRANSFER)/db/search-progress.json),--resume)
+	$(BIN)/fdgen render --db $(TRANSFER)/db --instances 200 --size 64 --samples-per-shard 2000 \
+		--workers 2 --shards $(TRANSFER)/shards
+	$(BIN)/python examples/transfer/transfer.py --shards $(TRANSFER)/shards --out $(TRANSFER)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

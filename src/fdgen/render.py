@@ -9,6 +9,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -70,48 +71,78 @@ def _write_error(task: ShardTask, exc: OSError) -> FdgenError:
     )
 
 
+def shard_task(
+    db: Database, family: ModuleType, settings, fmt: str, plan: ShardPlan, index: int, out: str = ""
+) -> ShardTask:
+    """The self-contained task that renders shard ``index`` of ``plan``."""
+    members = plan.members(index)
+    if getattr(family, "SAMPLE_UNIT", "category") == "image":
+        return ShardTask(out, index, db.type, settings, fmt, members, db.params, None)
+    cats = sorted({c for c, _, _ in members})
+    return ShardTask(
+        out,
+        index,
+        db.type,
+        settings,
+        fmt,
+        members,
+        {c: db.params[c] for c in cats},
+        {c: db.names[c] + family.CATEGORY_SUFFIX for c in cats},
+    )
+
+
+def shard_images(task: ShardTask) -> Iterator[tuple[str, object, dict, dict]]:
+    """(key, image or payload, metadata, extra encoded fields) of every sample of one shard,
+    in writing order.
+
+    The image is a view of the renderer's buffer, valid until the next sample. Shared by
+    ``render_shard`` and the on-the-fly dataset (``fdgen.torch``), so both hold the same samples.
+    """
+    renderer = _renderer(task.type, task.settings)
+    per_image = task.names is None  # samples are images of many categories (SegRCDB)
+    for category, group, instances in task.members:
+        params = task.params if per_image else task.params[category]
+        # A renderer may yield a 4th item: extra fields, already encoded (e.g. a mask).
+        for instance, image, fields, *extra in renderer.render_group(
+            params, category, group, instances
+        ):
+            if per_image:
+                key, meta = image_key(instance), {"image": instance, **fields}
+            else:
+                key = sample_key(category, instance)
+                meta = {"category": category, "instance": instance, **fields}
+                meta["file"] = task.names[category]
+            yield key, image, meta, (extra[0] if extra else {})
+
+
+def sample_fields(task: ShardTask, image, meta: dict, extra: dict) -> dict[str, bytes]:
+    """The tar members of one sample: the encoded image (or a family's own payload, e.g. a
+    point cloud), the class label as text (samples of one category), metadata json, extras."""
+    renderer = _renderer(task.type, task.settings)
+    encode = getattr(renderer, "encode", None)
+    payload = encode(image, task.fmt) if encode else None
+    if payload is None:
+        two_level = getattr(renderer, "two_level_value", None)
+        payload = {task.fmt: encode_image(image, task.fmt, two_level)}
+    label = {"cls": str(meta["category"]).encode()} if "category" in meta else {}
+    return {**payload, **label, "json": json.dumps(meta, sort_keys=True).encode(), **extra}
+
+
 def render_shard(task: ShardTask) -> dict:
     """Render and write one shard; returns its sidecar record.
 
     Write errors (a full disk, a file-size limit) become an ``FdgenError`` naming the shard;
     the temporary file is removed and no sidecar is written, so the shard stays incomplete.
     """
-    renderer = _renderer(task.type, task.settings)
-    two_level = getattr(renderer, "two_level_value", None)
-    # A family may write non-image payloads (e.g. point clouds): Renderer.encode gives the
-    # tar members, or None to encode the payload as an image.
-    encode = getattr(renderer, "encode", None)
-    per_image = task.names is None  # samples are images of many categories (SegRCDB)
     try:
         writer = ShardWriter(Path(task.out), task.index)
     except OSError as exc:
         raise _write_error(task, exc) from None
     diverged = 0
     try:
-        for category, group, instances in task.members:
-            params = task.params if per_image else task.params[category]
-            # A renderer may yield a 4th item: extra fields, already encoded (e.g. a mask).
-            for instance, image, fields, *extra in renderer.render_group(
-                params, category, group, instances
-            ):
-                diverged += bool(fields.get("diverged", False))
-                if per_image:
-                    key, label = image_key(instance), {}
-                    meta = {"image": instance, **fields}
-                else:
-                    key, label = sample_key(category, instance), {"cls": str(category).encode()}
-                    meta = {"category": category, "instance": instance, **fields}
-                    meta["file"] = task.names[category]
-                payload = encode(image, task.fmt) if encode else None
-                writer.add(
-                    key,
-                    {
-                        **(payload or {task.fmt: encode_image(image, task.fmt, two_level)}),
-                        **label,
-                        "json": json.dumps(meta, sort_keys=True).encode(),
-                        **(extra[0] if extra else {}),
-                    },
-                )
+        for key, image, meta, extra in shard_images(task):
+            diverged += bool(meta.get("diverged", False))
+            writer.add(key, sample_fields(task, image, meta, extra))
         return writer.commit({"diverged": diverged})
     except OSError as exc:
         writer.abort()
@@ -326,25 +357,9 @@ def _render_locked(
     lengths = plan.shard_lengths()
     started = time.perf_counter()
 
-    per_image = getattr(family, "SAMPLE_UNIT", "category") == "image"
-
     def tasks():
         for j in todo:
-            members = plan.members(j)
-            if per_image:
-                yield ShardTask(str(out), j, db.type, settings, fmt, members, db.params, None)
-                continue
-            cats = sorted({c for c, _, _ in members})
-            yield ShardTask(
-                str(out),
-                j,
-                db.type,
-                settings,
-                fmt,
-                members,
-                {c: db.params[c] for c in cats},
-                {c: db.names[c] + family.CATEGORY_SUFFIX for c in cats},
-            )
+            yield shard_task(db, family, settings, fmt, plan, j, str(out))
 
     token = hashlib.sha256(f"{out}\0{json.dumps(identity, sort_keys=True)}".encode()).hexdigest()
 
