@@ -232,7 +232,9 @@ def compile_seconds(cache_dir: Path) -> tuple[float, float]:
 def fractaldb_slice(root: Path, fraction: float) -> None:
     """Render a slice of FractalDB-1k (all 1,000 instances of the first categories)."""
     categories = max(1, round(1000 * fraction))
+    start = time.perf_counter()
     db_path = make_database(root, categories)
+    search_s = time.perf_counter() - start
     db = load_database(db_path)
     out = root / "fractaldb-slice"
     start = time.perf_counter()
@@ -241,6 +243,7 @@ def fractaldb_slice(root: Path, fraction: float) -> None:
     images = manifest["num_samples"]
     size = manifest["bytes"]
     print(f"\nFractalDB-1k slice: {categories} categories x 1,000 images, 2 workers")
+    print(f"  legacy search      {search_s:8.1f} s")
     print(f"  wall time          {elapsed:8.1f} s   ({images / elapsed:,.0f} images/s)")
     print(f"  disk               {size / 2**20:8.1f} MiB ({size / images / 1024:.1f} KiB/image)")
     print(f"  diverged images    {manifest['diverged']:8d}   ({manifest['diverged'] / images:.2%})")
