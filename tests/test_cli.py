@@ -106,3 +106,12 @@ def test_presets_info_and_preview(tmp_path):
 
     image = cv2.imread(str(sheet))
     assert image is not None and image.shape[0] > 128 and image.max() > 100
+
+
+def test_a_preset_name_refuses_a_folder_of_that_name_with_other_settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    made = cli("search", "--categories", "2", "--out", "FractalDB-1k", *QUICK)
+    assert made.exit_code == 0, made.output
+    result = cli("render", "--db", "FractalDB-1k", "--shards", "s", "--instances", "4")
+    _assert_clean_error(result, "other settings than the preset FractalDB-1k")
+    assert not (tmp_path / "s").exists()

@@ -116,12 +116,19 @@ def resolve_database(db_arg: str, workers: int | None):
 
     path = Path(db_arg)
     presets = all_presets()
-    if db_arg in presets and (not path.exists() or read_meta(path) is None):
+    if db_arg in presets:
         cfg = presets[db_arg]
         family = get_family(cfg["type"])
         settings = family.SearchSettings(**cfg.get("search", {}))
-        click.echo(f"{db_arg}: no finished database folder here; running the preset's search")
-        run_search(family, settings, path, workers, resume=True)
+        meta = read_meta(path) if path.exists() else None
+        if meta is None:
+            click.echo(f"{db_arg}: no finished database folder here; running the preset's search")
+            run_search(family, settings, path, workers, resume=True)
+        elif meta["type"] != cfg["type"] or meta.get("settings") != dataclasses.asdict(settings):
+            raise FdgenError(
+                f"--db: the folder {path} holds a database made with other settings than the "
+                f"preset {db_arg}; move or rename it, or search the preset into another folder"
+            )
         return load_database(path), cfg
     if not path.exists() and "/" not in db_arg:
         names = ", ".join(presets)
