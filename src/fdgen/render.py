@@ -71,6 +71,16 @@ def _write_error(task: ShardTask, exc: OSError) -> FdgenError:
     )
 
 
+def shard_plan(db: Database, settings, samples_per_shard: int) -> ShardPlan:
+    """The plan of a render: which groups of instances go to which shard."""
+    family = get_family(db.type)
+    if getattr(family, "SAMPLE_UNIT", "category") == "image":
+        # each sample is one image drawn from all categories: one unit, N images
+        return ShardPlan(1, settings.images, 1, samples_per_shard, settings.seed)
+    group = family.group_size(settings)
+    return ShardPlan(len(db), settings.instances, group, samples_per_shard, settings.seed)
+
+
 def shard_task(
     db: Database, family: ModuleType, settings, fmt: str, plan: ShardPlan, index: int, out: str = ""
 ) -> ShardTask:
@@ -273,14 +283,7 @@ def render_dataset(
     if not force and _foreign(out):  # checked again under the lock; this one writes nothing
         raise FdgenError(f"--shards: {out} is not empty and holds no fdgen shards; use --force")
     family = get_family(db.type)
-    per_image = getattr(family, "SAMPLE_UNIT", "category") == "image"
-    if per_image:  # each sample is one image drawn from all categories: one unit, N images
-        plan = ShardPlan(1, settings.images, 1, samples_per_shard, settings.seed)
-    else:
-        plan = ShardPlan(
-            len(db), settings.instances, family.group_size(settings), samples_per_shard,
-            settings.seed,
-        )  # fmt: skip
+    plan = shard_plan(db, settings, samples_per_shard)
     identity = _identity(db, family, settings, fmt, samples_per_shard)
     _ignore_file_size_signal()
     try:

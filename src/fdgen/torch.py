@@ -28,8 +28,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from fdgen.database import Database, load_database
 from fdgen.errors import FdgenError
 from fdgen.families import get_family
-from fdgen.render import ShardTask, sample_fields, shard_images, shard_task
-from fdgen.shards import SAMPLES_PER_SHARD, ShardPlan
+from fdgen.render import ShardTask, sample_fields, shard_images, shard_plan, shard_task
+from fdgen.shards import SAMPLES_PER_SHARD
 
 OUTPUTS = ("tuple", "dict", "raw")
 
@@ -102,13 +102,7 @@ class RenderedDataset(IterableDataset):
         self.shuffle_shards = shuffle_shards
         self.seed = seed
         self.epoch = 0
-        self.plan = ShardPlan(
-            len(self.db),
-            settings.instances,
-            self.family.group_size(settings),
-            samples_per_shard,
-            settings.seed,
-        )
+        self.plan = shard_plan(self.db, settings, samples_per_shard)
         self._lengths = self.plan.shard_lengths()
 
     @property

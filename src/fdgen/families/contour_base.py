@@ -16,16 +16,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from fdgen.errors import FdgenError
+from fdgen.errors import FdgenError, check_option
 
 CATEGORY_SUFFIX = ".yaml"
 CANVAS = 512  # the published geometry is defined on a 512 x 512 canvas
-
-
-def check(ok: bool, option: str, rule: str) -> None:
-    """Raise an FdgenError naming ``option`` unless ``ok``."""
-    if not ok:
-        raise FdgenError(f"{option}: {rule}")
 
 
 @dataclass(frozen=True)
@@ -130,11 +124,18 @@ class Candidate:
     accepted: bool = True
 
 
-def index_batches(start: int, batch: int):
-    """Endless (spec, None) pairs: a spec is the index range ("contour", start, count)."""
+def candidate_specs(settings, start: int, rng_state, batch: int):
+    """Endless (spec, None) pairs from ``start`` on: a spec is the index range
+    ("contour", start, count); every candidate is accepted."""
     while True:
         yield ("contour", start, batch), None
         start += batch
+
+
+def sample_batch(sample_category, seed: int, spec) -> list[Candidate]:
+    """The categories of one index-range spec, drawn by ``sample_category(seed, index)``."""
+    _, start, count = spec
+    return [Candidate(k, sample_category(seed, k)) for k in range(start, start + count)]
 
 
 @dataclass(frozen=True)
@@ -145,5 +146,5 @@ class SearchSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check(self.categories >= 1, "--categories", "must be >= 1")
-        check(self.seed >= 0, "--seed", "must be >= 0")
+        check_option(self.categories >= 1, "--categories", "must be >= 1")
+        check_option(self.seed >= 0, "--seed", "must be >= 0")

@@ -14,8 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fdgen.errors import check_option
 from fdgen.families import contour_base as base
-from fdgen.families.contour_base import CANVAS, CATEGORY_SUFFIX, Field, SearchSettings, check
+from fdgen.families.contour_base import CANVAS, CATEGORY_SUFFIX, Field, SearchSettings
 from fdgen.kernels import contours as kc
 from fdgen.kernels.rng import sample_state
 
@@ -90,17 +91,12 @@ def sample_category(seed: int, index: int) -> Category:
     return Category(vertices, contours, perlin, step, radius, oval_x, oval_y, centre_x, centre_y)
 
 
-def candidate_specs(settings: SearchSettings, start: int, rng_state, batch: int):
-    """Batches of candidate indices from ``start`` on (every candidate is accepted)."""
-    return base.index_batches(start, batch)
+candidate_specs = base.candidate_specs
 
 
 def evaluate_candidates(settings: SearchSettings, spec) -> list[base.Candidate]:
     """Sample one batch of categories (runs in a worker process)."""
-    _, start, count = spec
-    return [
-        base.Candidate(k, sample_category(settings.seed, k)) for k in range(start, start + count)
-    ]
+    return base.sample_batch(sample_category, settings.seed, spec)
 
 
 # --- render -----------------------------------------------------------------------------------
@@ -115,9 +111,9 @@ class RenderSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check(16 <= self.size <= 8192, "--size", "must be in [16, 8192]")
-        check(self.instances >= 1, "--instances", "must be >= 1")
-        check(self.seed >= 0, "--seed", "must be >= 0")
+        check_option(16 <= self.size <= 8192, "--size", "must be in [16, 8192]")
+        check_option(self.instances >= 1, "--instances", "must be >= 1")
+        check_option(self.seed >= 0, "--seed", "must be >= 0")
 
 
 def group_size(settings: RenderSettings) -> int:

@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 
 from fdgen.encode import encode_image
-from fdgen.errors import FdgenError
+from fdgen.errors import FdgenError, check_option
 from fdgen.families import contour_base as base
-from fdgen.families.contour_base import CANVAS, CATEGORY_SUFFIX, Field, check
+from fdgen.families.contour_base import CANVAS, CATEGORY_SUFFIX, Field
 from fdgen.families.contour_base import SearchSettings as _ContourSearch
 from fdgen.families.rcdb import draw_contours
 from fdgen.kernels import contours as kc
@@ -91,7 +91,7 @@ class SearchSettings(_ContourSearch):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.categories <= MAX_CLASSES, "--categories", f"must be <= {MAX_CLASSES}")
+        check_option(self.categories <= MAX_CLASSES, "--categories", f"must be <= {MAX_CLASSES}")
 
 
 def sample_category(seed: int, index: int) -> Category:
@@ -107,17 +107,12 @@ def sample_category(seed: int, index: int) -> Category:
     return Category(vertices, contours, perlin, step, radius, oval_x, oval_y)
 
 
-def candidate_specs(settings: SearchSettings, start: int, rng_state, batch: int):
-    """Batches of candidate indices from ``start`` on (every candidate is accepted)."""
-    return base.index_batches(start, batch)
+candidate_specs = base.candidate_specs
 
 
 def evaluate_candidates(settings: SearchSettings, spec) -> list[base.Candidate]:
     """Sample one batch of categories (runs in a worker process)."""
-    _, start, count = spec
-    return [
-        base.Candidate(k, sample_category(settings.seed, k)) for k in range(start, start + count)
-    ]
+    return base.sample_batch(sample_category, settings.seed, spec)
 
 
 # --- render -----------------------------------------------------------------------------------
@@ -134,11 +129,11 @@ class RenderSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check(16 <= self.size <= 8192, "--size", "must be in [16, 8192]")
-        check(self.images >= 1, "--images", "must be >= 1")
-        check(1 <= self.objects <= 10_000, "--objects", "must be in [1, 10000]")
-        check(self.mask in MASK_MODES, "--mask", f"must be one of {', '.join(MASK_MODES)}")
-        check(self.seed >= 0, "--seed", "must be >= 0")
+        check_option(16 <= self.size <= 8192, "--size", "must be in [16, 8192]")
+        check_option(self.images >= 1, "--images", "must be >= 1")
+        check_option(1 <= self.objects <= 10_000, "--objects", "must be in [1, 10000]")
+        check_option(self.mask in MASK_MODES, "--mask", f"must be one of {', '.join(MASK_MODES)}")
+        check_option(self.seed >= 0, "--seed", "must be >= 0")
 
 
 def group_size(settings: RenderSettings) -> int:
