@@ -536,3 +536,53 @@ def test_visualatom_instance_matches_slow_reimplementation():
     want = slow_contours(stream, 9, 4, 25, 1.1, 1.6, cx, cy, 3.1, 3.1, 0.08, sines, 0.5)
     got = renderer.contours(params, 6, 1)
     assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+# --- line drawing: pixel for pixel what cv2.polylines draws -------------------------------------
+
+
+def _opencv_polylines(image, pts, values):
+    for k in range(len(pts)):
+        cv2.polylines(image, [pts[k]], True, int(values[k]), 1, cv2.LINE_8)
+
+
+@pytest.mark.parametrize("span", ["inside", "near edges", "far outside", "huge"])
+def test_polylines_kernel_matches_opencv(span):
+    rng = np.random.default_rng(len(span))
+    for _ in range(400):
+        height, width = rng.integers(1, 40, 2)
+        reach = {"inside": 0, "near edges": 3, "far outside": 4 * max(height, width)}.get(
+            span, 10**7
+        )
+        contours, vertices = rng.integers(1, 4), rng.integers(1, 9)
+        low = np.array([-reach, -reach])
+        high = np.array([width + reach, height + reach])
+        pts = rng.integers(low, high, (contours, vertices, 2)).astype(np.int32)
+        values = rng.integers(1, 256, contours)
+        want = np.full((height, width), 3, np.uint8)
+        got = want.copy()
+        _opencv_polylines(want, pts, values)
+        kc.draw_closed_polylines(got, pts, values)
+        assert np.array_equal(got, want), (height, width, pts.tolist())
+
+
+@pytest.mark.parametrize("family", [rcdb, visualatom])
+def test_polylines_kernel_matches_opencv_on_real_contours(family):
+    renderer = family.Renderer(family.RenderSettings(size=200))
+    for category in range(6):
+        params = family.sample_category(9, category)
+        pts, grays = renderer.contours(params, category, 1)
+        want = np.zeros((200, 200), np.uint8)
+        got = want.copy()
+        _opencv_polylines(want, pts, grays)
+        kc.draw_closed_polylines(got, pts, grays)
+        assert np.array_equal(got, want)
+
+
+def test_noise_samples_follow_the_sequential_stream():
+    state = sample_state(5, 6, 7)
+    out = np.empty(50)
+    end = kc.noise_samples(state, out)
+    stream = SlowStream(state)
+    assert [stream.noise() for _ in range(50)] == [np.float64(v) for v in out]
+    assert int(end) == stream.state

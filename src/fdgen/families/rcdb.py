@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from fdgen.errors import check_option
@@ -133,9 +132,9 @@ def instance_geometry(params: Category, state):
 
 
 def draw_contours(image: np.ndarray, pts: np.ndarray, grays: np.ndarray) -> None:
-    """Draw each contour as a 1-pixel closed polyline (8-connected) in its grey level."""
-    for k in range(pts.shape[0]):
-        cv2.polylines(image, [pts[k]], True, int(grays[k]), 1, cv2.LINE_8)
+    """Draw each contour as a 1-pixel closed polyline (8-connected) in its grey level, pixel
+    for pixel as ``cv2.polylines(image, [contour], True, grey, 1, cv2.LINE_8)`` draws it."""
+    kc.draw_closed_polylines(image, pts, grays)
 
 
 class Renderer:

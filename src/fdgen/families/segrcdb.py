@@ -204,7 +204,7 @@ class Renderer:
             objects.append(class_id)
             draw_contours(image, pts, grays)
             if s.mask == "lines":
-                cv2.polylines(mask, list(pts), True, class_id, 1, cv2.LINE_8)
+                draw_contours(mask, pts, np.full(len(pts), class_id))
             elif s.mask == "filled":
                 cv2.fillPoly(mask, [pts[-1]], class_id)
             else:

@@ -20,7 +20,7 @@ import math
 import numpy as np
 from numba import njit
 
-from fdgen.kernels.rng import next_u64, unit53
+from fdgen.kernels.rng import GAMMA, mix64, next_u64, unit53
 
 # Ken Perlin's reference permutation of 0..255 (improved noise, 2002), repeated once.
 _PERM_256 = (
@@ -39,7 +39,6 @@ _PERM_256 = (
     138, 236, 205, 93, 222, 114, 67, 29, 24, 72, 243, 141, 128, 195, 78, 66, 215, 61, 156, 180,
 )  # fmt: skip
 PERM = np.array(_PERM_256 * 2, dtype=np.int64)
-PERIOD = 1024  # the noise library's default ``repeat``
 NOISE_SPAN = 10000.0  # noise is sampled at x ~ U(0, 10000), as the published scripts do
 
 _F0 = np.float32(0.0)
@@ -53,25 +52,19 @@ _TWO_PI = 2.0 * math.pi
 
 
 @njit(inline="always")
-def _grad(h, x):
-    g = np.float32(h & 7) + _F1
-    if h & 8:
-        g = _FM1
-    return g * x
+def _gradient(h):
+    return _FM1 if h & 8 else np.float32(h & 7) + _F1
 
 
-@njit(cache=True)
+@njit
 def perlin1(x):
     """1D Perlin noise at float32 ``x >= 0`` (single-precision arithmetic throughout)."""
     fl = np.float32(math.floor(x))
-    i = np.int64(fl) % PERIOD
-    ii = (i + 1) % PERIOD
-    i &= 255
-    ii &= 255
+    i = np.int64(fl) & 255  # the period, 1024, is a multiple of the table's 256
     f = np.float32(x - fl)
     fade = f * f * f * (f * (f * _F6 - _F15) + _F10)
-    a = _grad(PERM[i], f)
-    b = _grad(PERM[ii], f - _F1)
+    a = _gradient(PERM[i]) * f
+    b = _gradient(PERM[(i + 1) & 255]) * (f - _F1)
     return (a + fade * (b - a)) * _F04
 
 
@@ -82,11 +75,18 @@ def perlin1_array(xs, out):
         out[k] = perlin1(xs[k])
 
 
-@njit(inline="always")
-def _noise_sample(state):
-    """One noise value at a uniform random position in [0, NOISE_SPAN) (cast to float32)."""
-    state, bits = next_u64(state)
-    return state, np.float64(perlin1(np.float32(unit53(bits) * NOISE_SPAN)))
+@njit
+def noise_samples(state, out):
+    """Fill ``out`` with noise at uniform random positions in [0, NOISE_SPAN), the k-th from
+    the k-th SplitMix64 draw after ``state``; return the state after them all.
+
+    Each draw is computed from ``state + (k + 1) * gamma`` directly (what ``next_u64`` would
+    reach after k + 1 steps), so the loop has no carried dependency and vectorises.
+    """
+    for k in range(out.shape[0]):
+        bits = mix64(state + np.uint64(k + 1) * GAMMA)
+        out[k] = np.float64(perlin1(np.float32(unit53(bits) * NOISE_SPAN)))
+    return state + np.uint64(out.shape[0]) * GAMMA
 
 
 @njit(cache=True)
@@ -126,7 +126,7 @@ def grow_contours(
     sin_t = np.empty(n)
     xs = np.empty(n)
     ys = np.empty(n)
-    noise_x = np.empty(n)
+    noise = np.empty(2 * n)
     for v in range(n):
         t = angle * v
         cos_t[v] = math.cos(t)
@@ -136,13 +136,11 @@ def grow_contours(
     for k in range(contours):
         state, gray = randint(state, 0, 255)
         grays[k] = gray
+        state = noise_samples(state, noise)  # x noise of every vertex, then y noise
         for v in range(n):
-            state, p = _noise_sample(state)
-            noise_x[v] = p * amp - offset - sines[v]
-        for v in range(n):
-            state, p = _noise_sample(state)
-            noise_y = p * amp - offset - sines[v]
-            xs[v] -= cos_t[v] * (noise_x[v] - step)
+            noise_x = noise[v] * amp - offset - sines[v]
+            noise_y = noise[n + v] * amp - offset - sines[v]
+            xs[v] -= cos_t[v] * (noise_x - step)
             ys[v] -= sin_t[v] * (noise_y - step)
             pts[k, v, 0] = np.int32(math.floor((xs[v] + centre_x) * scale + 0.5))
             pts[k, v, 1] = np.int32(math.floor((ys[v] + centre_y) * scale + 0.5))
@@ -158,3 +156,118 @@ def sine_terms(n, n1, n2):
         t = angle * v
         out[v] = 0.5 * math.sin(t * n1) + 0.5 * math.sin(t * n2)
     return out
+
+
+# --- drawing: 1-pixel 8-connected closed polylines, pixel for pixel as OpenCV draws them ---------
+#
+# ``cv2.polylines(image, [pts], True, value, 1, cv2.LINE_8)`` with integer vertices draws each
+# segment with OpenCV's Bresenham line iterator: a segment with an end outside the image is
+# first clipped to it (integer arithmetic, C division truncating toward zero), a segment whose
+# end is left of its start is drawn from its left end, and the error term starts at
+# dx - 2 dy. Reproducing that here skips one OpenCV call per contour and its per-segment
+# set-up; tests compare the two pixel for pixel.
+
+
+@njit(inline="always")
+def _c_div(a, b):
+    """Integer division truncating toward zero, as C does."""
+    q = abs(a) // abs(b)
+    return q if (a < 0) == (b < 0) else -q
+
+
+@njit(inline="always")
+def _outcode(x, y, right, bottom):
+    return (x < 0) + (x > right) * 2 + (y < 0) * 4 + (y > bottom) * 8
+
+
+@njit(cache=True)
+def clip_segment(width, height, x1, y1, x2, y2):
+    """(visible, x1, y1, x2, y2): the segment clipped to the image, as OpenCV clips it."""
+    right = np.int64(width - 1)
+    bottom = np.int64(height - 1)
+    x1 = np.int64(x1)
+    y1 = np.int64(y1)
+    x2 = np.int64(x2)
+    y2 = np.int64(y2)
+    c1 = _outcode(x1, y1, right, bottom)
+    c2 = _outcode(x2, y2, right, bottom)
+    if (c1 & c2) == 0 and (c1 | c2) != 0:
+        if c1 & 12:
+            a = np.int64(0) if c1 < 8 else bottom
+            x1 += _c_div((a - y1) * (x2 - x1), y2 - y1)
+            y1 = a
+            c1 = (x1 < 0) + (x1 > right) * 2
+        if c2 & 12:
+            a = np.int64(0) if c2 < 8 else bottom
+            x2 += _c_div((a - y2) * (x2 - x1), y2 - y1)
+            y2 = a
+            c2 = (x2 < 0) + (x2 > right) * 2
+        if (c1 & c2) == 0 and (c1 | c2) != 0:
+            if c1:
+                a = np.int64(0) if c1 == 1 else right
+                y1 += _c_div((a - x1) * (y2 - y1), x2 - x1)
+                x1 = a
+                c1 = 0
+            if c2:
+                a = np.int64(0) if c2 == 1 else right
+                y2 += _c_div((a - x2) * (y2 - y1), x2 - x1)
+                x2 = a
+                c2 = 0
+    return (c1 | c2) == 0, x1, y1, x2, y2
+
+
+@njit(inline="always")
+def _segment(image, x1, y1, x2, y2, value):
+    height, width = image.shape
+    if not (0 <= x1 < width and 0 <= x2 < width and 0 <= y1 < height and 0 <= y2 < height):
+        visible, x1, y1, x2, y2 = clip_segment(width, height, x1, y1, x2, y2)
+        if not visible:
+            return
+    if x2 < x1:  # drawn from its left end
+        x1, x2 = x2, x1
+        y1, y2 = y2, y1
+    dx = x2 - x1
+    dy = y2 - y1
+    y_dir = 1
+    if dy < 0:
+        dy = -dy
+        y_dir = -1
+    x = x1
+    y = y1
+    if dy > dx:  # steep: one pixel per row, x advances by the error term
+        err = dy - 2 * dx
+        for _ in range(dy + 1):
+            image[y, x] = value
+            if err < 0:
+                x += 1
+                err += 2 * dy - 2 * dx
+            else:
+                err -= 2 * dx
+            y += y_dir
+    else:
+        err = dx - 2 * dy
+        for _ in range(dx + 1):
+            image[y, x] = value
+            if err < 0:
+                y += y_dir
+                err += 2 * dx - 2 * dy
+            else:
+                err -= 2 * dy
+            x += 1
+
+
+@njit(cache=True)
+def draw_closed_polylines(image, pts, values):
+    """Draw contour k of ``pts`` (contours, vertices, 2) as a closed 1-pixel 8-connected
+    polyline of grey ``values[k]`` into the 2D uint8 ``image``, contours in order."""
+    for k in range(pts.shape[0]):
+        value = np.uint8(values[k])
+        n = pts.shape[1]
+        px = np.int64(pts[k, n - 1, 0])
+        py = np.int64(pts[k, n - 1, 1])
+        for v in range(n):
+            x = np.int64(pts[k, v, 0])
+            y = np.int64(pts[k, v, 1])
+            _segment(image, px, py, x, y, value)
+            px = x
+            py = y

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _S30 = np.uint64(30)
@@ -28,13 +28,18 @@ def sample_state(*key: int) -> np.uint64:
 
 
 @njit(inline="always")
-def next_u64(state):
-    """Advance ``state``; return (new state, 64 random bits)."""
-    state = state + _GAMMA
-    z = state
+def mix64(z):
+    """SplitMix64's output function: 64 random bits from a state."""
     z = (z ^ (z >> _S30)) * _MIX1
     z = (z ^ (z >> _S27)) * _MIX2
-    return state, z ^ (z >> _S31)
+    return z ^ (z >> _S31)
+
+
+@njit(inline="always")
+def next_u64(state):
+    """Advance ``state``; return (new state, 64 random bits)."""
+    state = state + GAMMA
+    return state, mix64(state)
 
 
 @njit(inline="always")
