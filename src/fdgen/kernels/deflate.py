@@ -58,16 +58,22 @@ def max_deflate_size(n: int) -> int:
 
 
 _scratch = threading.local()
+_KEEP_SCRATCH = 1 << 22  # bytes of input up to which a thread keeps its scratch arrays
 
 
 def _buffers(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scratch arrays for ``n`` input bytes, kept per thread: allocating fresh megabytes for
-    every image cost 0.2 ms of page faults."""
+    """Scratch arrays for ``n`` input bytes. Kept per thread for inputs up to 4 MiB:
+    allocating fresh megabytes for every image cost 0.2 ms of page faults."""
     buffers = getattr(_scratch, "buffers", None)
     if buffers is None or buffers[0].size < n + 1:
-        size = max_deflate_size(n) // 8
-        buffers = (np.empty(n + 1, np.int32), np.empty(n + 1, np.uint16), np.empty(size, np.uint64))
-        _scratch.buffers = buffers
+        words = max_deflate_size(n) // 8
+        buffers = (
+            np.empty(n + 1, np.uint16),
+            np.empty(n + 1, np.uint16),
+            np.empty(words, np.uint64),
+        )
+        if n <= _KEEP_SCRATCH:
+            _scratch.buffers = buffers
     return buffers
 
 
@@ -193,8 +199,10 @@ def _tokenise(data, runs, tokens, freq):
     """
     n = data.shape[0]
     runs[n] = 0
-    for i in range(n - 1, 0, -1):
-        runs[i] = (runs[i + 1] + 1) * np.int32(data[i] == data[i - 1])
+    run = 0
+    for i in range(n - 1, 0, -1):  # capped at MAX_RUN, so it fits 16 bits
+        run = min(run + 1, MAX_RUN) if data[i] == data[i - 1] else 0
+        runs[i] = run
     count = 0
     i = 0
     if n > 0:
@@ -202,7 +210,7 @@ def _tokenise(data, runs, tokens, freq):
         count = 1
         i = 1
     while i < n:
-        run = min(runs[i], MAX_RUN)
+        run = np.int64(runs[i])
         is_run = run >= 3
         tokens[count] = 256 + run if is_run else data[i]
         i += run if is_run else 1
@@ -218,7 +226,7 @@ def deflate_words(data, runs, tokens, out):
     """Raw DEFLATE (no zlib header) of the uint8 array ``data`` into the uint64 array ``out``
     (the bit stream, least significant bit first); return the stream's length in bytes.
 
-    ``runs`` (int32) and ``tokens`` (uint16) are scratch arrays of ``len(data) + 1``; ``out``
+    ``runs`` and ``tokens`` (uint16) are scratch arrays of ``len(data) + 1``; ``out``
     must hold ``max_deflate_size(len(data)) // 8`` words.
     """
     freq = np.zeros(LITERALS, np.int64)
