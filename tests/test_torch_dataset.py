@@ -205,3 +205,34 @@ def test_png_member_decodes_to_the_dict_pixels(db_path, gray_shards):
     decoded = cv2.imdecode(np.frombuffer(raw["png"], np.uint8), cv2.IMREAD_GRAYSCALE)
     np.testing.assert_array_equal(decoded, pixels)
     assert json.loads(io.BytesIO(raw["json"]).read())["category"] == int(raw["cls"])
+
+
+def test_segrcdb_samples_carry_the_shards_images_and_masks(tmp_path):
+    from fdgen.families.segrcdb import RenderSettings as SegSettings
+
+    db = tmp_path / "db"
+    _cli("search", "--type", "segrcdb", "--categories", "4", "--out", str(db), "--workers", "1")
+    args = "--images 5 --objects 4 --size 48 --samples-per-shard 2 --workers 1 --mask ring"
+    _cli("render", "--db", str(db), "--shards", str(tmp_path / "out"), *args.split())
+    settings = SegSettings(size=48, images=5, objects=4, mask="ring")
+    files = _shard_files(tmp_path / "out")
+    raw = RenderedDataset(db, settings, 2, output="raw")
+    produced = [(f"{s['__key__']}.{e}", d) for s in raw for e, d in s.items() if e != "__key__"]
+    assert sorted(produced) == sorted(m for f in files for m in _tar_members(f))
+    wds = pytest.importorskip("webdataset")
+    urls = [str(f) for f in files]
+    reader = wds.WebDataset(urls, shardshuffle=False).decode("l8")  # grey uint8 arrays
+    read = {s["__key__"]: s for s in reader}
+    samples = list(RenderedDataset(db, settings, 2, output="dict"))
+    assert len(samples) == len(read) == 5
+    for s in samples:
+        assert "cls" not in s and s["json"] == read[s["__key__"]]["json"]
+        assert np.array_equal(s["image"], read[s["__key__"]]["png"])
+        assert np.array_equal(s["seg"], read[s["__key__"]]["seg.png"])
+    loader = torch.utils.data.DataLoader(RenderedDataset(db, settings, 2), batch_size=5)
+    images, masks = next(iter(loader))
+    assert images.shape == (5, 1, 48, 48) and images.dtype == torch.uint8
+    assert masks.shape == (5, 48, 48) and masks.dtype == torch.int64
+    order = [s["__key__"] for s in samples]
+    want = np.stack([read[k]["seg.png"] for k in order]).astype(np.int64)
+    assert np.array_equal(masks.numpy(), want) and int(masks.max()) <= 4

@@ -102,8 +102,8 @@ def shard_task(
 
 
 def shard_images(task: ShardTask) -> Iterator[tuple[str, object, dict, dict]]:
-    """(key, image or payload, metadata, extra encoded fields) of every sample of one shard,
-    in writing order.
+    """(key, image or payload, metadata, extra images by member name) of every sample of one
+    shard, in writing order.
 
     The image is a view of the renderer's buffer, valid until the next sample. Shared by
     ``render_shard`` and the on-the-fly dataset (``fdgen.torch``), so both hold the same samples.
@@ -112,7 +112,7 @@ def shard_images(task: ShardTask) -> Iterator[tuple[str, object, dict, dict]]:
     per_image = task.names is None  # samples are images of many categories (SegRCDB)
     for category, group, instances in task.members:
         params = task.params if per_image else task.params[category]
-        # A renderer may yield a 4th item: extra fields, already encoded (e.g. a mask).
+        # A renderer may yield a 4th item: extra images by member name (e.g. a mask).
         for instance, image, fields, *extra in renderer.render_group(
             params, category, group, instances
         ):
@@ -127,7 +127,8 @@ def shard_images(task: ShardTask) -> Iterator[tuple[str, object, dict, dict]]:
 
 def sample_fields(task: ShardTask, image, meta: dict, extra: dict) -> dict[str, bytes]:
     """The tar members of one sample: the encoded image (or a family's own payload, e.g. a
-    point cloud), the class label as text (samples of one category), metadata json, extras."""
+    point cloud), the class label as text (samples of one category), metadata json, and the
+    extra images encoded in the format their member names end with (``seg.png``: PNG)."""
     renderer = _renderer(task.type, task.settings)
     encode = getattr(renderer, "encode", None)
     payload = encode(image, task.fmt) if encode else None
@@ -135,7 +136,8 @@ def sample_fields(task: ShardTask, image, meta: dict, extra: dict) -> dict[str, 
         two_level = getattr(renderer, "two_level_value", None)
         payload = {task.fmt: encode_image(image, task.fmt, two_level)}
     label = {"cls": str(meta["category"]).encode()} if "category" in meta else {}
-    return {**payload, **label, "json": json.dumps(meta, sort_keys=True).encode(), **extra}
+    extras = {name: encode_image(array, name.rsplit(".", 1)[-1]) for name, array in extra.items()}
+    return {**payload, **label, "json": json.dumps(meta, sort_keys=True).encode(), **extras}
 
 
 def render_shard(task: ShardTask) -> dict:

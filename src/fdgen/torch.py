@@ -55,11 +55,14 @@ class RenderedDataset(IterableDataset):
     ``output="raw"``, the encoding). ``output``:
 
     - ``"tuple"`` (default): ``(image, label)``, image a uint8 tensor C x H x W (after
-      ``transform`` if given, which receives that tensor), label an int;
+      ``transform`` if given, which receives that tensor), label an int. SegRCDB samples
+      have no class: ``(image, mask)``, mask an int64 tensor H x W of class ids (0 is the
+      background; ``transform`` sees the image only);
     - ``"dict"``: ``{"__key__", "image"`` (H x W or H x W x C uint8 array, the lossless
-      pixels), ``"cls"`` (int), ``"json"`` (dict)``}``;
-    - ``"raw"``: the tar members as bytes, ``{"__key__", fmt, "cls", "json"}``, byte for byte
-      what the shards hold.
+      pixels), ``"cls"`` (int), ``"json"`` (dict)``}``; SegRCDB: ``"seg"`` (the H x W uint8
+      mask) instead of ``"cls"``;
+    - ``"raw"``: the tar members as bytes, ``{"__key__", fmt, "cls", "json"}`` (SegRCDB:
+      ``"seg.png"`` instead of ``"cls"``), byte for byte what the shards hold.
 
     ``rank``/``world_size`` default to torch.distributed's when it is initialised, else 0/1.
     ``shuffle_shards`` visits shards in an order drawn from (``seed``, epoch); call
@@ -149,16 +152,18 @@ class RenderedDataset(IterableDataset):
             if self.output == "raw":
                 yield {"__key__": key, **sample_fields(task, image, meta, extra)}
                 continue
-            label = int(meta["category"])
+            mask = extra.get("seg.png")  # per-image samples (SegRCDB) carry a mask, not a class
             pixels = np.array(image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image)
             if self.output == "dict":
                 # the metadata as a reader of the shard's json member sees it
-                yield {"__key__": key, "image": pixels, "cls": label, "json": _json(meta)}
+                target = {"cls": int(meta["category"])} if mask is None else {"seg": mask}
+                yield {"__key__": key, "image": pixels, **target, "json": _json(meta)}
                 continue
             tensor = torch.from_numpy(
                 pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1).copy()
             )
-            yield (self.transform(tensor) if self.transform else tensor), label
+            target = int(meta["category"]) if mask is None else torch.from_numpy(mask).long()
+            yield (self.transform(tensor) if self.transform else tensor), target
 
     def __iter__(self) -> Iterator:
         rank, world = self._rank()

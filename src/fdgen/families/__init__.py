@@ -10,11 +10,12 @@ Every family module offers the same small interface, used by ``search.py`` and `
   ``render_group(params, category, group, instances) -> list[Sample]``
 Optional: ``Renderer.encode(payload, fmt)`` -> tar members for non-image payloads (or None);
 ``preview_rows(db, settings, categories, instances)`` -> contact-sheet rows; ``render_group``
-may yield a 4th item, a dict of extra sample fields already encoded
-(e.g. ``{"seg.png": mask_png}``). A family with ``SAMPLE_UNIT = "image"`` (SegRCDB) renders
-``settings.images`` samples that each draw on every category: ``render_group`` then receives
-the list of all categories' parameters, samples are keyed ``img{index:08d}`` without ``cls``,
-and ``preview_rows(db, settings, images, masks)`` supplies the contact-sheet rows.
+may yield a 4th item, a dict of extra images by tar member name (e.g. ``{"seg.png": mask}``,
+a uint8 array), encoded by the shard writer in the format the name ends with. A family with
+``SAMPLE_UNIT = "image"`` (SegRCDB) renders ``settings.images`` samples that each draw on
+every category: ``render_group`` then receives the list of all categories' parameters,
+samples are keyed ``img{index:08d}`` without ``cls``, and ``preview_rows(db, settings,
+images, masks)`` supplies the contact-sheet rows.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fdgen.encode import encode_image
 from fdgen.errors import FdgenError, check_option
 from fdgen.families import contour_base as base
 from fdgen.families.contour_base import CANVAS, CATEGORY_SUFFIX, Field
@@ -212,11 +211,11 @@ class Renderer:
         return image, mask, objects
 
     def render_group(self, categories, category, group: int, instances: list[int]):
-        """Yield (image index, image, fields, {"seg.png": mask PNG}) for each image index."""
+        """Yield (image index, image, fields, {"seg.png": mask}) for each image index."""
         for index in instances:
             image, mask, objects = self.render(categories, index)
             fields = {"objects": objects, "mask": self.settings.mask}
-            yield index, image, fields, {"seg.png": encode_image(mask, "png")}
+            yield index, image, fields, {"seg.png": mask}
 
 
 def mask_colors(mask: np.ndarray) -> np.ndarray:
