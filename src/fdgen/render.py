@@ -290,43 +290,34 @@ def render_dataset(
     _ignore_file_size_signal()
     try:
         with lock_folder(out, partition):
-            return _render_locked(
-                db,
-                family,
-                settings,
-                plan,
-                identity,
-                out.absolute(),
-                fmt,
-                workers,
-                force,
-                name,
-                partition,
-                backend,
-                scheduler,
-                rehash,
-            )
+            run = _Run(db, family, settings, fmt, plan, identity, out.absolute(), partition)
+            return _render_locked(run, workers, force, name, backend, scheduler, rehash)
     except OSError as exc:
         where = exc.filename or out
         raise FdgenError(f"--shards: cannot write {where} ({exc.strerror or exc})") from None
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What one render call produces: database, family, settings, format and plan, the
+    identity recorded in the manifest, the folder, and the partition (None: all shards)."""
+
+    db: Database
+    family: ModuleType
+    settings: object
+    fmt: str
+    plan: ShardPlan
+    identity: dict
+    out: Path
+    partition: tuple[int, int] | None
+
+
 def _render_locked(
-    db,
-    family,
-    settings,
-    plan,
-    identity,
-    out,
-    fmt,
-    workers,
-    force,
-    name,
-    partition,
-    backend,
-    scheduler,
-    rehash,
+    run: _Run, workers: int, force: bool, name, backend: str, scheduler, rehash: bool
 ) -> dict:
+    """The body of ``render_dataset``, run while the folder's lock is held."""
+    db, family, settings, fmt, plan = run.db, run.family, run.settings, run.fmt, run.plan
+    identity, out, partition = run.identity, run.out, run.partition
     index, count = partition or (0, 1)
 
     def mine(j: int) -> bool:
