@@ -144,7 +144,7 @@ def test_searched_categories_satisfy_filter(db3):
         dets = np.abs(np.linalg.det(params[:, :9].reshape(-1, 3, 3)))
         np.testing.assert_allclose(params[:, 12], dets / dets.sum(), rtol=1e-12)
     # The recorded scores are the clouds' smallest variances, all above the threshold.
-    assert all(v > settings.variance for v in db.meta["fill_rates"])
+    assert all(v > settings.variance for v in db.meta["variances"]) and "fill_rates" not in db.meta
 
 
 def test_search_parallel_is_deterministic(tmp_path):

@@ -177,10 +177,10 @@ def run_search(
         "candidates_tried": last_index + 1,
         "diverged_candidates": progress["diverged"],
         "elapsed_s": round(elapsed, 3),
-        "fill_rates": progress["fill_rates"],
     }
-    if all(rate is None for rate in meta["fill_rates"]):
-        del meta["fill_rates"]
+    if any(score is not None for score in progress["fill_rates"]):
+        # Each kept category's filter score, under the family's name for it.
+        meta[getattr(family, "SCORE_KEY", "fill_rates")] = progress["fill_rates"]
     write_atomic(out / META_FILE, _dump_yaml(meta))
     return meta
 

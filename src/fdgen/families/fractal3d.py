@@ -96,10 +96,13 @@ class SearchSettings:
         check_option(self.seed >= 0, "--seed", "must be >= 0")
 
 
+SCORE_KEY = "variances"  # db.yaml's list of the kept categories' scores
+
+
 @dataclass
 class Candidate:
-    """One evaluated candidate. ``fill_rate`` is the score the search driver records: here
-    the smallest axis variance of the normalised cloud (0 for a non-finite cloud)."""
+    """One evaluated candidate. ``fill_rate`` is the search driver's generic score field:
+    here the smallest axis variance of the normalised cloud (0 for a non-finite cloud)."""
 
     index: int
     params: np.ndarray
