@@ -20,7 +20,8 @@ import numpy as np
 
 from fdgen.errors import FdgenError, check_option
 from fdgen.families import contour_base as base
-from fdgen.families.contour_base import CANVAS, CATEGORY_SUFFIX, Field
+from fdgen.families import rcdb
+from fdgen.families.contour_base import CANVAS, CATEGORY_SUFFIX
 from fdgen.families.contour_base import SearchSettings as _ContourSearch
 from fdgen.families.rcdb import draw_contours
 from fdgen.kernels import contours as kc
@@ -58,15 +59,8 @@ class Category:
     oval_y: float
 
 
-FIELDS = (
-    Field("vertices", int, 3, 100_000, "vertices per contour"),
-    Field("contours", int, 1, 100_000, "contours drawn"),
-    Field("perlin", float, 0.0, 1000.0, "Perlin noise coefficient"),
-    Field("step", float, -1000.0, 1000.0, "radial step per contour (original: line_width)"),
-    Field("radius", int, 0, 100_000, "start radius, px"),
-    Field("oval_x", float, 0.0, 1000.0, "oval rate x"),
-    Field("oval_y", float, 0.0, 1000.0, "oval rate y"),
-)
+# RCDB's fields less the centre, which SegRCDB draws per object.
+FIELDS = tuple(f for f in rcdb.FIELDS if f.name in base.field_names(Category))
 
 
 def format_category(params: Category) -> str:
