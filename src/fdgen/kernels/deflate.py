@@ -53,7 +53,7 @@ TOKEN_SYMBOL = np.concatenate([np.arange(256), RUN_SYMBOL]).astype(np.int64)
 
 
 def max_deflate_size(n: int) -> int:
-    """An upper bound on the stream's bytes for ``n`` input bytes (a multiple of 8)."""
+    """An upper bound on the stream's bytes for ``n`` input bytes, in whole 8-byte words."""
     return (n * 2 + 1024) // 8 * 8  # a literal costs at most 15 bits; the header < 300 bytes
 
 
