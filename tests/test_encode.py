@@ -7,8 +7,12 @@ import io
 import zlib
 
 import cv2
+import deflate as libdeflate
+import isal.isal_zlib as isal_zlib
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from fdgen.encode import encode_image, png, two_level_png
@@ -43,6 +47,68 @@ CASES = {
 def test_deflate_round_trips_through_zlib(name):
     data = np.ascontiguousarray(CASES[name], np.uint8)
     assert _inflate(kd.deflate(data)) == data.tobytes()
+
+
+def _inflate_everywhere(stream: bytes, size: int) -> list[bytes]:
+    """The stream decoded by three independent inflaters: zlib, ISA-L and libdeflate."""
+    return [
+        zlib.decompress(stream, -15),
+        isal_zlib.decompress(stream, -15),
+        libdeflate.deflate_decompress(stream, size),
+    ]
+
+
+def _runs(pairs: list[tuple[int, int]]) -> bytes:
+    return b"".join(bytes([value]) * length for value, length in pairs)
+
+
+FUZZ_INPUTS = st.one_of(
+    st.just(b""),
+    st.integers(0, 255).map(lambda b: bytes([b])),
+    st.tuples(st.integers(0, 255), st.integers(2, 70_000)).map(lambda t: _runs([t])),  # all equal
+    st.permutations(list(range(256))).map(bytes),  # all distinct
+    st.lists(st.tuples(st.integers(0, 255), st.integers(1, 600)), max_size=60).map(_runs),
+    st.binary(max_size=5_000),  # random
+    st.lists(  # random stretches between long runs, as in a contour image's rows
+        st.tuples(st.binary(max_size=40), st.integers(0, 255), st.integers(0, 1_000)), max_size=30
+    ).map(lambda parts: b"".join(noise + bytes([v]) * n for noise, v, n in parts)),
+)
+
+
+@settings(
+    derandomize=True,
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(FUZZ_INPUTS)
+def test_fuzzed_inputs_decode_to_themselves_in_three_inflaters(data):
+    stream = kd.deflate(np.frombuffer(data, np.uint8))
+    assert _inflate_everywhere(stream, len(data)) == [data] * 3
+    assert len(stream) <= kd.max_deflate_size(len(data))
+    assert kd.deflate(np.frombuffer(data, np.uint8)) == stream  # a function of the bytes alone
+
+
+def test_inputs_above_the_scratch_limit_round_trip():
+    """An 8192 px RGB image (192 MiB, far above the 4 MiB of kept scratch), between two small
+    ones that reuse the kept scratch: all three decode exactly."""
+    rng = np.random.default_rng(8)
+    big = np.zeros((8192, 8192, 3), np.uint8)
+    ys, xs = rng.integers(0, 8192, (2, 300_000))
+    big[ys, xs] = rng.integers(1, 256, (300_000, 3))
+    big[4000:4100] = 200  # long runs crossing rows
+    small = rng.integers(0, 3, (300, 400, 3)).astype(np.uint8)
+    assert big.nbytes > kd._KEEP_SCRATCH > small.nbytes
+    before = png(small)
+    stream = kd.deflate(big)
+    assert isal_zlib.decompress(stream, -15) == big.tobytes()
+    data = png(big)
+    assert np.array_equal(
+        cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), big[:, :, ::-1]
+    )
+    after = png(small)
+    assert before == after
+    assert np.array_equal(_decoded(after, "RGB"), small)
 
 
 def test_deflate_compresses_runs_and_skewed_bytes():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,24 @@ def test_search_matches_slow_reference_and_filter():
     best = kinds["accepted"][0]
     strict = f3.SearchSettings(variance=best.fill_rate + 1e-3)
     assert not f3.evaluate(strict, best.index).accepted
+
+
+def test_closed_form_determinant_is_within_rounding_of_the_exact_one():
+    rng = np.random.default_rng(11)
+    matrices = list(rng.uniform(-1, 1, (300, 3, 3)))
+    matrices += [rng.integers(-9, 10, (3, 3)).astype(float) for _ in range(50)]  # exact
+    matrices.append(np.array([[1.0, 2, 3], [4, 5, 6], [7, 8, 9]]))  # singular: exactly 0
+    for m in matrices:
+        exact = Fraction(0)
+        for (i, j, k), sign in (((0, 1, 2), 1), ((1, 2, 0), 1), ((2, 0, 1), 1)) + (
+            ((0, 2, 1), -1), ((2, 1, 0), -1), ((1, 0, 2), -1),
+        ):  # fmt: skip
+            exact += sign * Fraction(m[0, i]) * Fraction(m[1, j]) * Fraction(m[2, k])
+        got = f3.det3(*m.reshape(-1).tolist())
+        # Each of the 14 roundings errs by at most half an ulp of a term bounded by 6 max|m|^3.
+        assert abs(Fraction(got) - exact) <= 14 * 2.0**-53 * 6 * float(np.abs(m).max()) ** 3
+        if np.all(m == np.round(m)):
+            assert Fraction(got) == exact
 
 
 def test_searched_categories_satisfy_filter(db3):

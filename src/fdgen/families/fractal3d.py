@@ -59,11 +59,24 @@ def read_category(path: Path) -> np.ndarray:
     return ifs_csv.read_rows(path, "a,b,c,d,e,f,g,h,i,j,k,l,p")
 
 
+def det3(a: float, b: float, c: float, d: float, e: float, f: float, g: float, h: float, i: float):
+    """Determinant of [[a, b, c], [d, e, f], [g, h, i]] by cofactors of the first row.
+
+    Plain float operations in a fixed order, each rounded once (Python has no fused
+    multiply-add), so the result is the same bits on every machine; LAPACK's LU-based ``det``
+    depends on the BLAS build.
+    """
+    return a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
+
+
 def with_probabilities(maps: np.ndarray) -> np.ndarray:
-    """Append p_i = |det A_i| / sum_j |det A_j| (A the 3x3 part a..i); equal p if all are 0."""
-    dets = [abs(float(np.linalg.det(m[:9].reshape(3, 3)))) for m in maps]
-    total = sum(dets)
-    probs = [d / total if total > 0 else 1.0 / len(dets) for d in dets]
+    """Append p_i = |det A_i| / sum_j |det A_j| (A the 3x3 part a..i), summed in map order;
+    equal p if all are 0."""
+    dets = [abs(det3(*row)) for row in maps[:, :9].tolist()]
+    total = 0.0
+    for det in dets:  # not sum(): Python 3.12 made it compensated, so results would differ
+        total += det
+    probs = [det / total if total > 0 else 1.0 / len(dets) for det in dets]
     return np.column_stack([maps[:, :PARAMS], np.array(probs)])
 
 
