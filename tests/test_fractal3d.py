@@ -386,10 +386,12 @@ def test_ofdb_2d_preset_renders_weight_row_0(tmp_path, fractaldb_1k):
     settings = fractal2d.RenderSettings(**cfg["render"])
     assert settings.instances == 1 and fractal2d.instance_fields(0)["weight_row"] == 0
     np.testing.assert_allclose(fractal2d.weight_table(settings.weight_delta)[0], [0.2] + [1] * 5)
-    folder = tmp_path / "OFDB-1k"  # a folder named like the preset takes its render settings
-    folder.mkdir()
+    folder = tmp_path / "ofdb"  # db.yaml records the preset, so render takes its settings
+    made = _cli("search", "--preset", "OFDB-1k", "--categories", "2", "--out", str(folder))
+    assert made.exit_code == 0, made.output
     for name in ("00000.csv", "00001.csv"):
-        (folder / name).write_bytes((fractaldb_1k / name).read_bytes())
+        published = np.loadtxt(fractaldb_1k / name, delimiter=",")
+        assert np.array_equal(np.loadtxt(folder / "categories" / name, delimiter=","), published)
     out = tmp_path / "sh"
     result = _cli("render", "--db", str(folder), "--shards", str(out), "--workers", "1")
     assert result.exit_code == 0, result.output

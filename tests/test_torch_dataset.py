@@ -236,3 +236,21 @@ def test_segrcdb_samples_carry_the_shards_images_and_masks(tmp_path):
     order = [s["__key__"] for s in samples]
     want = np.stack([read[k]["seg.png"] for k in order]).astype(np.int64)
     assert np.array_equal(masks.numpy(), want) and int(masks.max()) <= 4
+
+
+def test_a_preset_searched_database_yields_what_render_writes(tmp_path):
+    """No settings: the preset db.yaml names sets them, as for ``fdgen render --db``."""
+    db = tmp_path / "ofdb"
+    _cli("search", "--preset", "OFDB-1k", "--categories", "3", "--out", str(db), "--workers", "1")
+    out = tmp_path / "s"
+    _cli("render", "--db", str(db), "--shards", str(out), "--samples-per-shard", "2")
+    expected = [m for f in _shard_files(out) for m in _tar_members(f)]
+    ds = RenderedDataset(db, samples_per_shard=2, output="raw")
+    produced = [
+        (f"{sample['__key__']}.{ext}", data)
+        for sample in ds
+        for ext, data in sample.items()
+        if ext != "__key__"
+    ]
+    assert len(ds) == 3 and len(expected) == 3 * 3  # one image per category: png, cls, json
+    assert produced == expected

@@ -93,7 +93,7 @@ def search(ctx, type_, preset, workers, out, resume, force, **_):
         f"--type {type_}",
     )
     out = out or Path(preset or f"{type_}-{settings.categories}")
-    meta = run_search(family, settings, out, workers, resume, force)
+    meta = run_search(family, settings, out, workers, resume, force, preset=preset)
     if meta.get("already_complete"):
         click.echo(f"{out}: already holds these {meta['categories']} categories; nothing to do")
         return
@@ -123,17 +123,23 @@ def resolve_database(db_arg: str, workers: int | None):
         meta = read_meta(path) if path.exists() else None
         if meta is None:
             click.echo(f"{db_arg}: no finished database folder here; running the preset's search")
-            run_search(family, settings, path, workers, resume=True)
-        elif meta["type"] != cfg["type"] or meta.get("settings") != dataclasses.asdict(settings):
+            run_search(family, settings, path, workers, resume=True, preset=db_arg)
+        elif (
+            meta["type"] != cfg["type"]
+            or meta.get("settings") != dataclasses.asdict(settings)
+            or meta.get("preset", db_arg) != db_arg
+        ):
             raise FdgenError(
                 f"--db: the folder {path} holds a database made with other settings than the "
                 f"preset {db_arg}; move or rename it, or search the preset into another folder"
             )
-        return load_database(path), cfg
+        db = load_database(path)
+        db.meta.setdefault("preset", db_arg)  # a folder searched before db.yaml named presets
+        return db
     if not path.exists() and "/" not in db_arg:
         names = ", ".join(presets)
         raise FdgenError(f"--db: {db_arg} is neither a folder nor a preset ({names})")
-    return load_database(path), presets.get(path.name, {})
+    return load_database(path)
 
 
 @main.command()
@@ -192,7 +198,10 @@ def resolve_database(db_arg: str, workers: int | None):
 @click.option("--rehash", is_flag=True, help="Re-hash finished shards; redo damaged ones.")
 @click.pass_context
 def render(ctx, db_arg, shards, fmt, samples_per_shard, workers, force, backend, scheduler, **kw):
-    """Render every instance of every category into WebDataset shards."""
+    """Render every instance of every category into WebDataset shards.
+
+    Settings not given as options come from the preset the database was searched from."""
+    from fdgen.database import render_settings
     from fdgen.render import render_dataset
     from fdgen.search import default_workers
 
@@ -205,14 +214,8 @@ def render(ctx, db_arg, shards, fmt, samples_per_shard, workers, force, backend,
                 f"--num-shards: every partition would run the search of preset {db_arg} at "
                 f"once; run `fdgen search --preset {db_arg} --out {db_arg}` first"
             )
-    db, preset_cfg = resolve_database(db_arg, workers)
-    family = get_family(db.type)
-    settings = build_settings(
-        family.RenderSettings,
-        preset_cfg.get("render", {}),
-        _given(ctx, RENDER_OPTIONS),
-        f"type {db.type}",
-    )
+    db = resolve_database(db_arg, workers)
+    settings = render_settings(db, **_given(ctx, RENDER_OPTIONS))
     out = shards or Path(f"{db.path.name}-shards")
     if backend == "local" and scheduler:
         raise FdgenError("--scheduler applies only to --backend dask")
@@ -322,17 +325,23 @@ def info(path: Path) -> None:
         click.echo(f"  samples     {manifest['num_samples']:,} in {manifest['num_shards']} shards")
         click.echo(f"  complete    {complete} of {manifest['num_shards']} shards")
         click.echo(f"  categories  {manifest['categories']:,}")
+        if "database_preset" in manifest:
+            click.echo(f"  preset      {manifest['database_preset']} (the database's)")
         click.echo(f"  settings    {json.dumps(manifest['identity']['settings'])}")
         click.echo(f"  format      {manifest['identity']['format']}")
     else:
-        from fdgen.database import load_database
+        from fdgen.database import load_database, render_settings
 
         db = load_database(path)
         click.echo(f"database {path}")
         click.echo(f"  type        {db.type}")
+        if "preset" in db.meta:
+            click.echo(f"  preset      {db.meta['preset']}")
         click.echo(f"  categories  {len(db):,}")
         if "settings" in db.meta:
             click.echo(f"  settings    {json.dumps(db.meta['settings'])}")
+        effective = dataclasses.asdict(render_settings(db))
+        click.echo(f"  render      {json.dumps(effective)} (options override these)")
         if "candidates_tried" in db.meta:
             click.echo(f"  candidates  {db.meta['candidates_tried']:,} tried")
         if db.type in ("fractal", "fractal3d"):
@@ -360,11 +369,12 @@ def info(path: Path) -> None:
 @click.option("--thumb", type=click.IntRange(min=16, max=1024), default=128, show_default=True)
 def preview(db_arg, out, categories, instances, thumb):
     """Write a contact sheet: the first categories, then instances of the first one."""
+    from fdgen.database import render_settings
     from fdgen.preview import contact_sheet
 
-    db, preset_cfg = resolve_database(db_arg, None)
+    db = resolve_database(db_arg, None)
     family = get_family(db.type)
-    settings = family.RenderSettings(**preset_cfg.get("render", {}))
+    settings = render_settings(db)
     contact_sheet(db, settings, out, categories, instances, thumb)
     if getattr(family, "SAMPLE_UNIT", "category") == "image":
         click.echo(f"{out}: {categories} images, masks of the first {instances}")

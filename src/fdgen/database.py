@@ -3,7 +3,8 @@
 Layout written by ``fdgen search``::
 
     DIR/categories/00000.csv ...   one file per category (format set by the family)
-    DIR/db.yaml                    settings and statistics; written last, marks the folder done
+    DIR/db.yaml                    settings, the preset searched from, statistics; written
+                                   last, marks the folder done
     DIR/search-progress.json       where an unfinished search stands (for --resume)
 
 A folder of original FractalDB CSV files (flat, or in ``csv0..csvK`` sub-folders) is read too.
@@ -16,6 +17,7 @@ import json
 import os
 import socket
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +65,36 @@ class Database:
         for name, p in zip(self.names, self.params):
             h.update(name.encode() + b"\0" + family.format_category(p).encode())
         return h.hexdigest()
+
+
+def database_preset(db: Database) -> dict:
+    """The preset ``db.yaml`` says the database was searched from ({} when it names none)."""
+    from fdgen.presets import all_presets
+
+    name = db.meta.get("preset")
+    if name is None:
+        return {}
+    where = f"{db.path / META_FILE}: preset"
+    presets = all_presets()
+    if not isinstance(name, str) or name not in presets:
+        raise FdgenError(f"{where}: unknown preset {name!r}; this fdgen knows {', '.join(presets)}")
+    cfg = presets[name]
+    if cfg["type"] != db.type:
+        raise FdgenError(f"{where}: {name} is a {cfg['type']} preset, the database is {db.type}")
+    return cfg
+
+
+def render_settings(db: Database, **overrides):
+    """The settings a render of ``db`` uses: the render section of the preset its
+    ``db.yaml`` records (no preset: the family's defaults), with ``overrides`` (setting
+    name: value, e.g. ``instances=12``) on top."""
+    family = get_family(db.type)
+    known = {f.name for f in dataclass_fields(family.RenderSettings)}
+    for name in overrides:
+        if name not in known:
+            raise FdgenError(f"--{name.replace('_', '-')} does not apply to type {db.type}")
+    values = database_preset(db).get("render", {})
+    return family.RenderSettings(**{**values, **overrides})
 
 
 def original_csv_files(folder: Path) -> list[Path]:

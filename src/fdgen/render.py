@@ -328,6 +328,8 @@ def _render_locked(
         "fdgen_version": __version__,
         "identity": identity,
         "database": str(db.path),
+        # the preset db.yaml names: "identity" holds the settings used, preset or not
+        **({"database_preset": db.meta["preset"]} if db.meta.get("preset") else {}),
         "categories": len(db),
         "num_shards": plan.num_shards,
         "num_samples": plan.num_samples,

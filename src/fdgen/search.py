@@ -44,10 +44,16 @@ def _comparable(settings: dict) -> dict:
     return {k: v for k, v in settings.items() if k != "categories"}
 
 
-def prepare_output(out: Path, type_: str, settings: dict, resume: bool, force: bool):
+def _searched_from(preset: str | None) -> str:
+    return f"preset {preset}" if preset else "no preset"
+
+
+def prepare_output(
+    out: Path, type_: str, settings: dict, resume: bool, force: bool, preset: str | None = None
+):
     """Check ``out`` against the requested search; return saved progress to continue from,
     None to start afresh, or "done" when the folder already holds this database."""
-    wanted = {"type": type_, **settings}
+    wanted = {"type": type_, **_preset_key(preset), **settings}
     if out.exists() and not out.is_dir():
         raise FdgenError(f"--out: {out} exists and is not a folder")
     if force and out.exists():
@@ -61,6 +67,14 @@ def prepare_output(out: Path, type_: str, settings: dict, resume: bool, force: b
             raise FdgenError(f"--out: {out} is not empty and holds no fdgen database; use --force")
         return None
     held = progress["settings"] if progress else {"type": meta["type"], **meta["settings"]}
+    if progress is None and "preset" in meta:
+        held = {"preset": meta["preset"], **held}
+    if held.get("preset") != preset:
+        raise FdgenError(
+            f"--out: {out} holds a database searched from {_searched_from(held.get('preset'))}, "
+            f"this search is from {_searched_from(preset)}; use --force to replace it or "
+            "choose another --out"
+        )
     if _comparable(held) != _comparable(wanted):
         changed = sorted(k for k in set(held) | set(wanted) if held.get(k) != wanted.get(k))
         raise FdgenError(
@@ -91,14 +105,17 @@ def run_search(
     resume: bool = False,
     force: bool = False,
     show_progress: bool = True,
+    preset: str | None = None,
 ) -> dict:
     """Search ``settings.categories`` categories into the database folder ``out``.
 
+    ``preset``: the name of the preset ``settings`` come from (with any overrides); ``db.yaml``
+    records it, so that a render of the folder uses the preset's render settings.
     Returns the metadata written to ``db.yaml`` (or already there, for a finished folder).
     """
     out = Path(out)
     config = dataclasses.asdict(settings)
-    state = prepare_output(out, family.TYPE, config, resume, force)
+    state = prepare_output(out, family.TYPE, config, resume, force, preset)
     if state == "done":
         return read_meta(out) | {"already_complete": True}
     try:
@@ -108,7 +125,7 @@ def run_search(
     if not os.access(out / CATEGORY_DIR, os.W_OK):
         raise FdgenError(f"--out: {out} is not writable")
     progress = state or {
-        "settings": {"type": family.TYPE, **config},
+        "settings": {"type": family.TYPE, **_preset_key(preset), **config},
         "next_candidate": 0,
         "rng_state": None,
         "tried": 0,
@@ -171,6 +188,7 @@ def run_search(
     elapsed = elapsed_before + time.perf_counter() - started
     meta = {
         "type": family.TYPE,
+        **_preset_key(preset),
         "fdgen_version": __version__,
         "categories": target,
         "settings": config,
@@ -183,6 +201,11 @@ def run_search(
         meta[getattr(family, "SCORE_KEY", "fill_rates")] = progress["fill_rates"]
     write_atomic(out / META_FILE, _dump_yaml(meta))
     return meta
+
+
+def _preset_key(preset: str | None) -> dict:
+    """``{"preset": name}``, or nothing for a search without a preset (db.yaml as before)."""
+    return {"preset": preset} if preset else {}
 
 
 def _dump_yaml(data: dict) -> str:

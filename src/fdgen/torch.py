@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "fdgen.torch needs PyTorch: pip install 'fdgen[torch]' (or pip install torch)"
     ) from exc
 
-from fdgen.database import Database, load_database
+from fdgen.database import Database, load_database, render_settings
 from fdgen.errors import FdgenError
 from fdgen.families import get_family
 from fdgen.render import ShardTask, sample_fields, shard_images, shard_plan, shard_task
@@ -50,7 +50,9 @@ def _distributed() -> tuple[int, int]:
 class RenderedDataset(IterableDataset):
     """Samples of ``fdgen render --db DB`` with ``settings``, rendered when iterated.
 
-    ``db``: a Database or a database folder; ``settings``: the family's RenderSettings;
+    ``db``: a Database or a database folder; ``settings``: the family's RenderSettings
+    (default: ``render_settings(db)``, the render settings of the preset the database was
+    searched from, else the family's defaults: what ``fdgen render`` uses without options);
     ``samples_per_shard`` and ``fmt`` as for ``fdgen render`` (they fix the order and, for
     ``output="raw"``, the encoding). ``output``:
 
@@ -72,7 +74,7 @@ class RenderedDataset(IterableDataset):
     def __init__(
         self,
         db: Database | str | Path,
-        settings,
+        settings=None,
         samples_per_shard: int = SAMPLES_PER_SHARD,
         fmt: str = "png",
         output: str = "tuple",
@@ -85,6 +87,8 @@ class RenderedDataset(IterableDataset):
         super().__init__()
         self.db = db if isinstance(db, Database) else load_database(db)
         self.family = get_family(self.db.type)
+        if settings is None:
+            settings = render_settings(self.db)
         if not isinstance(settings, self.family.RenderSettings):
             raise FdgenError(
                 f"settings: expected {self.db.type} RenderSettings, got {type(settings).__name__}"
