@@ -327,7 +327,7 @@ def _render_locked(
     manifest = {
         "fdgen_version": __version__,
         "identity": identity,
-        "database": str(db.path),
+        "database": str(db.path.absolute()),  # verify --rerender loads it from anywhere
         "categories": len(db),
         "num_shards": plan.num_shards,
         "num_samples": plan.num_samples,
