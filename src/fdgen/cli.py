@@ -267,18 +267,46 @@ def status(out: Path, list_all: bool) -> None:
     click.echo(f"  indexed    {finalised} (_info.json, sizes.json)")
 
 
+def _parse_rerender(ctx, param, value):
+    if value is None or value == "all":
+        return value or 0
+    if not value.isdigit():
+        raise click.BadParameter(f"{value!r}: expected a whole number >= 0 or 'all'")
+    return int(value)
+
+
 @main.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--decode", is_flag=True, help="Also decode every image and check its size.")
+@click.option(
+    "--rerender",
+    callback=_parse_rerender,
+    metavar="N|all",
+    help="Render N samples per shard again (a seeded choice, or all) and compare bytes [0].",
+)
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(path_type=Path),
+    help="With --rerender: the database, if it moved since the render [the manifest's].",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
-def verify(out: Path, decode: bool, workers: int) -> None:
+def verify(out: Path, decode: bool, rerender, db_path: Path | None, workers: int) -> None:
     """Check every shard against its sidecar and the plan; exit 1 naming each problem."""
     from fdgen.progress import progress_bar
-    from fdgen.shards import read_manifest, shard_name, verify_folder
+    from fdgen.shards import read_manifest, shard_name, sidecar_name, verify_folder
 
-    total = read_manifest(out)["num_shards"]
+    if db_path is not None and not rerender:
+        raise FdgenError("--db applies only with --rerender N (N >= 1) or --rerender all")
+    manifest = read_manifest(out)
+    total = manifest["num_shards"]
+    source = None
+    if rerender:
+        from fdgen.rerender import load_source
+
+        source = load_source(out, manifest, db_path)  # its errors come before any work
     with progress_bar("verify", total, "shards") as update:
-        report = verify_folder(out, decode, lambda check: update(1), workers)
+        report = verify_folder(out, decode, lambda check: update(1), workers, rerender, source)
     bad = [c for c in report["shards"] if not c.ok]
     for check in bad:
         for problem in check.problems:
@@ -288,14 +316,33 @@ def verify(out: Path, decode: bool, workers: int) -> None:
     what = "decoded and checked" if decode else "checked"
     summary = f"{out}: {total - len(bad)} of {total} shards OK, {report['samples']:,} samples"
     summary += f" {what}"
+    if rerender:
+        rerendered = sum(c.rerendered for c in report["shards"])
+        summary += f", {rerendered:,} compared with a fresh render"
     index_problems = len(report["index_problems"])
     if bad or index_problems:
         names = ", ".join(shard_name(c.index) for c in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        fresh = [c for c in bad if any("from a fresh render" in p for p in c.problems)]
+        advice = ". Rerun the same `fdgen render` (with --rehash for damage that kept the size)"
+        if fresh:
+            version = manifest.get("fdgen_version")
+            advice += (
+                f"; samples that differ from a fresh render are sealed by their sidecar: delete "
+                f"{sidecar_name(fresh[0].index)}"
+                + (" (and the others named)" if len(fresh) > 1 else "")
+                + " before rerunning it"
+                + (
+                    f" (the shards were rendered by fdgen {version}, this is {__version__}: "
+                    "a changed renderer differs too)"
+                    if version and version != __version__
+                    else ""
+                )
+            )
         raise FdgenError(
             f"{summary}; {len(bad)} shard(s) with problems"
             + (f" ({names})" if bad else "")
             + (f"; {index_problems} index problem(s)" if index_problems else "")
-            + ". Rerun the same `fdgen render` (with --rehash for damage that kept the size)"
+            + advice
         )
     click.echo(summary)
 

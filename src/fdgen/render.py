@@ -327,7 +327,7 @@ def _render_locked(
     manifest = {
         "fdgen_version": __version__,
         "identity": identity,
-        "database": str(db.path),
+        "database": str(db.path.absolute()),  # verify --rerender loads it from anywhere
         # the preset db.yaml names: "identity" holds the settings used, preset or not
         **({"database_preset": db.meta["preset"]} if db.meta.get("preset") else {}),
         "categories": len(db),

@@ -491,6 +491,7 @@ class ShardCheck:
     index: int
     samples: int = 0
     problems: list[str] | None = None
+    rerendered: int = 0  # samples compared with a fresh render (verify --rerender)
 
     @property
     def ok(self) -> bool:
@@ -575,10 +576,12 @@ def verify_shard(
     manifest: dict,
     plan: ShardPlan | None = None,
     decode: bool = False,
+    rerender=None,
 ) -> ShardCheck:
     """Check shard ``index`` against its sidecar and the plan: readable tar, sample count,
     size, sha256, each sample's members (image, cls, json), labels in range, the expected
-    sample keys; with ``decode`` every image is decoded and its size checked."""
+    sample keys; with ``decode`` every image is decoded and its size checked. ``rerender``
+    (a ``fdgen.rerender.ShardRerender``) compares its chosen samples with a fresh render."""
     folder = Path(folder)
     check = ShardCheck(index, problems=[])
     problems = check.problems
@@ -637,6 +640,9 @@ def verify_shard(
                     f"sample's {sorted(members_seen[0])}"
                 )
             members_seen.append(set(fields))
+            if rerender is not None and current in rerender.keys:
+                check.rerendered += 1
+                problems.extend(rerender.compare(current, fields))
 
         try:
             with tarfile.open(fileobj=reader, mode="r|") as tar:
@@ -710,15 +716,34 @@ def _plan_of(fields: tuple) -> ShardPlan:
     return ShardPlan(*fields)
 
 
-def _verify_task(folder: str, manifest: dict, plan_fields: tuple | None, decode: bool, index):
-    """``verify_shard`` in a worker process (the plan, with its permutation, built once)."""
+def _verify_task(
+    folder: str, manifest: dict, plan_fields: tuple | None, decode: bool, rerender, index
+):
+    """``verify_shard`` in a worker process (the plan, with its permutation, built once);
+    ``rerender`` is None or (``fdgen.rerender.Source``, count)."""
     plan = _plan_of(plan_fields) if plan_fields else None
-    return verify_shard(Path(folder), index, manifest, plan, decode)
+    fresh = None
+    if rerender is not None:
+        from fdgen.rerender import shard_rerender
+
+        source, count = rerender
+        fresh = shard_rerender(source, index, count)
+    return verify_shard(Path(folder), index, manifest, plan, decode, fresh)
 
 
-def verify_folder(folder: Path, decode: bool = False, progress=None, workers: int = 1) -> dict:
+def verify_folder(
+    folder: Path,
+    decode: bool = False,
+    progress=None,
+    workers: int = 1,
+    rerender: int | str = 0,
+    source=None,
+) -> dict:
     """Verify every shard of a folder (see ``verify_shard``) and its index files.
 
+    ``rerender`` samples per shard (a seeded choice, or ``"all"``) are rendered again and
+    compared byte for byte with the stored ones; ``source`` (``fdgen.rerender.load_source``)
+    says from what, by default the database the manifest records.
     Returns ``{"shards": [ShardCheck...], "samples": n, "index_problems": [...]}``;
     ``progress(check)`` is called after each shard; ``workers`` processes share the shards.
     """
@@ -727,11 +752,13 @@ def verify_folder(folder: Path, decode: bool = False, progress=None, workers: in
     folder = Path(folder)
     manifest = read_manifest(folder)
     plan = manifest_plan(manifest)
-    if workers == 1:
-        fn = partial(verify_shard, folder, manifest=manifest, plan=plan, decode=decode)
-    else:
-        fields = dataclasses.astuple(plan) if plan else None
-        fn = partial(_verify_task, str(folder), manifest, fields, decode)
+    if rerender and source is None:
+        from fdgen.rerender import load_source
+
+        source = load_source(folder, manifest)
+    fields = dataclasses.astuple(plan) if plan else None
+    task_source = (source, rerender) if rerender else None
+    fn = partial(_verify_task, str(folder), manifest, fields, decode, task_source)
     checks = []
     for check in run_local(fn, range(manifest["num_shards"]), workers):
         checks.append(check)
