@@ -75,7 +75,7 @@ SEARCH_OPTIONS += ["variance"]
 @click.option("--workers", type=click.IntRange(min=1), help="Processes [all cores].")
 @click.option("--out", type=click.Path(path_type=Path), help="Database folder to write.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted search in --out.")
-@click.option("--force", is_flag=True, help="Replace the database of other settings in --out.")
+@click.option("--force", is_flag=True, help="Start over: replace fdgen's database in --out.")
 @click.pass_context
 def search(ctx, type_, preset, workers, out, resume, force, **_):
     """Sample formula parameters and keep those that pass the family's filter."""
@@ -180,7 +180,7 @@ def resolve_database(db_arg: str, workers: int | None):
 @click.option("--samples-per-shard", type=click.IntRange(min=1), default=5000, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Processes [all cores].")
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed [0].")
-@click.option("--force", is_flag=True, help="Replace fdgen's shards of other settings.")
+@click.option("--force", is_flag=True, help="Replace the shards fdgen wrote with other settings.")
 @click.option(
     "--backend",
     type=click.Choice(["local", "dask"]),

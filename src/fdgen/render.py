@@ -183,10 +183,9 @@ def _written_by_fdgen(path: Path) -> bool:
     indexes, the manifest, their temporary and partial files, the lock files."""
     if not path.is_file():
         return False
-    name = path.name
     if is_lock_file(path) or partial_shard_index(path) is not None:
         return True
-    name = atomic_target(name)
+    name = atomic_target(path.name)
     return name in _INDEX_FILES or _SHARD_FILE.fullmatch(name) is not None
 
 

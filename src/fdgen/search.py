@@ -99,10 +99,10 @@ def prepare_output(out: Path, type_: str, settings: dict, resume: bool, force: b
     return progress
 
 
-def _remove_stale(out: Path, family: ModuleType, accepted: int, force: bool) -> None:
+def _remove_stale(out: Path, family: ModuleType, accepted: int) -> None:
     """Delete the category files past the ``accepted`` ones of the saved progress (an
-    interrupted batch, redone), those of other families and dead temporaries; with ``force``
-    also the temporaries of db.yaml and the progress. Only names fdgen writes are touched."""
+    interrupted batch, redone), those of other families and the temporaries of killed
+    writes. Only names fdgen writes are touched."""
     for path in (out / CATEGORY_DIR).iterdir():
         if not written_by_search(path, in_categories=True):
             continue
@@ -111,10 +111,9 @@ def _remove_stale(out: Path, family: ModuleType, accepted: int, force: bool) -> 
             path.unlink()
         elif int(stem) >= accepted:
             path.unlink()
-    if force:
-        for path in out.glob(".*.tmp*"):
-            if written_by_search(path, in_categories=False):
-                path.unlink()
+    for path in out.glob(".*.tmp*"):
+        if written_by_search(path, in_categories=False):
+            path.unlink()
 
 
 def run_search(
@@ -159,7 +158,7 @@ def run_search(
         save_progress(out, progress)
     (out / META_FILE).unlink(missing_ok=True)  # extending, or replacing it with --force
     accepted = len(progress["fill_rates"])
-    _remove_stale(out, family, accepted, force)
+    _remove_stale(out, family, accepted)
     target = settings.categories
     workers = workers or default_workers()
     started = time.perf_counter()
