@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import yaml
 
+from fdgen.database import load_database
 from tiny_shards import cli, make_db
 
 QUICK = ["--fill-rate", "0.1", "--points", "5000", "--size", "128"]
+ONE = [*QUICK, "--workers", "1"]  # no worker processes to start: quicker for small searches
 
 
 def _assert_clean_error(result, needle):
@@ -71,11 +73,106 @@ def test_unfinished_search_needs_resume(tmp_path):
     assert (out / "db.yaml").exists()
 
 
-def test_out_that_is_foreign_or_unusable_is_refused(tmp_path):
-    (tmp_path / "busy").mkdir()
-    (tmp_path / "busy" / "notes.txt").write_text("mine")
-    _assert_clean_error(cli("search", "--out", str(tmp_path / "busy"), *QUICK), "not empty")
-    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+def _user_files(folder) -> dict[str, str]:
+    """A user's thesis, notes and files inside ``categories/`` that fdgen must never touch."""
+    files = {
+        "thesis/ch1.tex": "\\chapter{One}",
+        "notes.txt": "mine",
+        ".draft.tmp1": "hidden",
+        "categories/readme.csv": "a,b",
+        "categories/plot.png": "png",
+    }
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return files
+
+
+def _assert_kept(folder, files):
+    for name, text in files.items():
+        assert (folder / name).read_text() == text, name
+
+
+LEFT = "left 5 files that fdgen did not write: .draft.tmp1, categories/plot.png, "
+LEFT += "categories/readme.csv, notes.txt, thesis/"
+
+
+def test_search_goes_alongside_files_fdgen_did_not_write(tmp_path):
+    out = tmp_path / "busy"
+    files = _user_files(out)
+    made = cli("search", "--categories", "2", "--out", out, *ONE)
+    assert made.exit_code == 0, made.output
+    assert LEFT in made.output
+    _assert_kept(out, files)
+    assert len(load_database(out)) == 2
+    again = cli("search", "--categories", "2", "--out", out, *ONE)
+    assert "nothing to do" in again.output and LEFT in again.output
+    forced = cli("search", "--categories", "3", "--seed", "9", "--out", out, "--force", *ONE)
+    assert forced.exit_code == 0, forced.output
+    assert LEFT in forced.output
+    _assert_kept(out, files)
+    db = load_database(out)
+    assert len(db) == 3 and db.meta["settings"]["seed"] == 9
+    fresh = tmp_path / "fresh"
+    assert cli("search", "--categories", "3", "--seed", "9", "--out", fresh, *ONE).exit_code == 0
+    assert load_database(fresh).digest() == db.digest()
+
+
+def _finished(out):
+    assert cli("search", "--categories", "2", "--out", out, *ONE).exit_code == 0
+
+
+def _stray_category_file(out):
+    (out / "categories").mkdir(parents=True)
+    (out / "categories" / "00000.csv").write_text("0.1,0,0,0.1,0,0,1\n")
+
+
+def _unreadable_progress(out):
+    out.mkdir()
+    (out / "search-progress.json").write_text("{")
+
+
+def _half_done(out):
+    """An extension killed after it marked the database unfinished."""
+    _finished(out)
+    (out / "db.yaml").unlink()
+
+
+@pytest.mark.parametrize(
+    "make, args",
+    [
+        (_finished, ["--seed", "9"]),  # other settings
+        (_finished, ["--categories", "1"]),  # fewer categories than it holds
+        (_half_done, ["--seed", "9"]),
+        (_stray_category_file, []),
+        (_unreadable_progress, []),
+    ],
+)
+def test_every_search_refusal_that_names_force_is_solved_by_force(tmp_path, make, args):
+    out = tmp_path / "db"
+    make(out)
+    (out / "notes.txt").write_text("mine")
+    cmd = ["search", "--categories", "2", "--out", out, *ONE, *args]
+    refused = cli(*cmd)
+    _assert_clean_error(refused, "use --force")
+    forced = cli(*cmd, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert (out / "notes.txt").read_text() == "mine"
+    assert len(load_database(out)) == int(dict(zip(cmd, cmd[1:]))["--categories"])
+
+
+def test_a_db_yaml_fdgen_did_not_write_is_refused_even_with_force(tmp_path):
+    out = tmp_path / "db"
+    out.mkdir()
+    (out / "db.yaml").write_text("services: [web]\n")
+    for extra in ([], ["--force"]):
+        result = cli("search", "--categories", "2", "--out", out, *ONE, *extra)
+        _assert_clean_error(result, "not an fdgen database file")
+        assert "--force" not in result.output
+    assert (out / "db.yaml").read_text() == "services: [web]\n"
+
+
+def test_out_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     _assert_clean_error(cli("search", "--out", str(tmp_path / "file" / "db"), *QUICK), "--out")
 

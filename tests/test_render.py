@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 from collections import defaultdict
 from pathlib import Path
@@ -288,3 +289,71 @@ def test_smallest_allowed_pad_reaches_the_last_pixel_and_no_further(draw, pad):
     rows, cols = np.nonzero(image.any(axis=2))
     assert rows.max() == cols.max() == 23  # the patch's far corner or the point on size - pad
     assert rows.min() >= pad and cols.min() >= pad
+
+
+def _user_files(folder: Path) -> dict[str, str]:
+    files = {"thesis/ch1.tex": "\\chapter{One}", "notes.txt": "mine", ".draft.tmp1": "hidden"}
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return files
+
+
+LEFT = "left 3 files that fdgen did not write: .draft.tmp1, notes.txt, thesis/"
+
+
+def test_render_goes_alongside_files_fdgen_did_not_write(tmp_path, rendered):
+    db, reference = rendered
+    out = tmp_path / "busy"
+    files = _user_files(out)
+    made = cli(*render_args(db, out))
+    assert made.exit_code == 0, made.output
+    assert LEFT in made.output
+    assert snapshot(out) == snapshot(reference)
+    fresh = tmp_path / "fresh"
+    _user_files(fresh)
+    first_forced = cli(*render_args(db, fresh), "--force")
+    assert first_forced.exit_code == 0 and LEFT in first_forced.output, first_forced.output
+    assert (fresh / "thesis/ch1.tex").exists() and (fresh / "notes.txt").read_text() == "mine"
+    assert snapshot(fresh) == snapshot(reference)
+    other = tmp_path / "seed5"
+    assert cli(*render_args(db, other), "--seed", "5").exit_code == 0
+    # --force replaces fdgen's shards of other settings, and only them.
+    forced = cli(*render_args(db, out), "--seed", "5", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert LEFT in forced.output
+    assert snapshot(out) == snapshot(other)
+    for name, text in files.items():
+        assert (out / name).read_text() == text, name
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*snapshot(other), "manifest.json", ".lock", "notes.txt", "thesis", ".draft.tmp1"]
+    )
+
+
+def test_render_refusals_that_name_force_are_solved_by_force(tmp_path, rendered):
+    db, reference = rendered
+    out = tmp_path / "out"
+    # fdgen's shards without their manifest: of unknown settings.
+    shutil.copytree(reference, out, ignore=shutil.ignore_patterns("manifest.json"))
+    (out / "notes.txt").write_text("mine")
+    refused = cli(*render_args(db, out), "--seed", "5")
+    assert refused.exit_code != 0 and "no manifest.json" in refused.output
+    assert "use --force" in refused.output and "Traceback" not in refused.output
+    forced = cli(*render_args(db, out), "--seed", "5", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert (out / "notes.txt").read_text() == "mine"
+    assert cli(*render_args(db, out)).exit_code != 0  # other settings now: refused again
+    assert cli(*render_args(db, out), "--force").exit_code == 0
+    assert snapshot(out) == snapshot(reference)
+
+
+def test_a_manifest_fdgen_did_not_write_is_kept_even_with_force(tmp_path, rendered):
+    db, _ = rendered
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"files": []}')
+    for extra in ([], ["--force"]):
+        result = cli(*render_args(db, out), *extra)
+        assert result.exit_code != 0 and "not an fdgen manifest" in result.output
+        assert "--force" not in result.output and "Traceback" not in result.output
+    assert (out / "manifest.json").read_text() == '{"files": []}'

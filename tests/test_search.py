@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -10,8 +12,10 @@ import yaml
 
 from fdgen import search
 from fdgen.database import load_database
+from fdgen.errors import FdgenError
 from fdgen.families import fractal2d
 from fdgen.search import run_search
+from tiny_shards import cli, search_child
 
 from slow_reference import fill_rate, legacy_orbit, splitmix64
 
@@ -146,3 +150,68 @@ def test_legacy_search_can_be_extended_exactly(tmp_path, fractaldb_1k):
     settings = fractal2d.SearchSettings(categories=8, seed=1, rng="legacy")
     run_search(fractal2d, settings, out, workers=1, resume=True)
     _assert_reproduces(out, fractaldb_1k, 8)
+
+
+EXTEND = ["--seed", "4", "--fill-rate", "0.1", "--points", "5000", "--size", "128"]
+EXTEND += ["--workers", "1"]
+
+
+def _database_bytes(folder) -> dict[str, object]:
+    """Category file bytes, db.yaml and the saved progress, without their timings."""
+    found: dict[str, object] = {
+        p.name: p.read_bytes() for p in sorted((folder / "categories").iterdir())
+    }
+    meta = yaml.safe_load((folder / "db.yaml").read_text())
+    progress = json.loads((folder / "search-progress.json").read_text())
+    for record in (meta, progress):
+        record.pop("elapsed_s")
+    return found | {"db.yaml": meta, "search-progress.json": progress}
+
+
+@pytest.fixture(scope="module", params=["default", "legacy"])
+def extension(request, tmp_path_factory):
+    """(rng, a finished 30-category search, an uninterrupted 200-category one) per stream."""
+    root = tmp_path_factory.mktemp(f"extend-{request.param}")
+    args = [*EXTEND, "--rng", request.param]
+    assert cli("search", "--categories", "30", "--out", root / "30", *args).exit_code == 0
+    assert cli("search", "--categories", "200", "--out", root / "200", *args).exit_code == 0
+    assert len(load_database(root / "200")) == 200
+    return request.param, root / "30", root / "200"
+
+
+# Changes (renames, deletions) in the folder while 30 categories are extended to 200: 1 is
+# the removal of db.yaml, 2-31 the redone last batch's files, 237 the final db.yaml.
+@pytest.mark.parametrize("kill_at", [1, 2, 16, 31, 32, 120, 236, 237])
+def test_a_killed_extension_is_never_taken_for_complete_and_resumes_exactly(
+    tmp_path, extension, kill_at
+):
+    rng, thirty, uninterrupted = extension
+    out = tmp_path / "db"
+    shutil.copytree(thirty, out)
+    before = load_database(thirty)
+    args = ["search", "--categories", "200", "--out", out, *EXTEND, "--rng", rng]
+    killed = search_child([*args, "--resume"], out, kill_at)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    # The folder is the complete 30-category database it was, or refused as unfinished.
+    try:
+        db = load_database(out)
+    except FdgenError as exc:
+        assert "did not finish" in str(exc) and "--resume" in str(exc), str(exc)
+    else:
+        assert db.meta["categories"] == 30 and db.digest() == before.digest()
+    plain = cli(*args)
+    assert plain.exit_code != 0 and "pass --resume" in plain.output, plain.output
+    resumed = cli(*args, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert _database_bytes(out) == _database_bytes(uninterrupted)
+
+
+def test_every_familys_category_files_are_known_as_fdgens():
+    # --force and the stale-file cleanup remove only names in CATEGORY_SUFFIXES.
+    from fdgen.database import CATEGORY_SUFFIXES, is_category_name
+    from fdgen.families import FAMILIES, get_family
+
+    for name in FAMILIES:
+        suffix = get_family(name).CATEGORY_SUFFIX
+        assert suffix in CATEGORY_SUFFIXES and is_category_name("00042" + suffix), name
+    assert not is_category_name("readme.csv") and not is_category_name("00042.txt")

@@ -100,3 +100,31 @@ def child(args: list[str], wait: bool = True, **env: str):
     return subprocess.Popen(
         cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+
+
+# A child process running the CLI that SIGKILLs itself just before the FDGEN_TEST_KILL_AT-th
+# change (a rename or a deletion) inside the folder FDGEN_TEST_OUT: a deterministic point in a
+# search's sequence of writes, counted only there (numba's cache writes elsewhere).
+SEARCH_CHILD = """
+import os, signal, sys
+out = os.path.abspath(os.environ["FDGEN_TEST_OUT"]) + os.sep
+kill_at, count = int(os.environ["FDGEN_TEST_KILL_AT"]), [0]
+def counted(real):
+    def change(path, *args, **kwargs):
+        if os.path.abspath(os.fspath(path)).startswith(out):
+            count[0] += 1
+            if count[0] == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real(path, *args, **kwargs)
+    return change
+os.replace, os.unlink = counted(os.replace), counted(os.unlink)
+from fdgen.cli import main
+main(sys.argv[1:], prog_name="fdgen")
+"""
+
+
+def search_child(args: list[str], out: Path, kill_at: int):
+    """Run the CLI in a child process that kills itself at change ``kill_at`` in ``out``."""
+    cmd = [sys.executable, "-c", SEARCH_CHILD, *map(str, args)]
+    env = subprocess_env() | {"FDGEN_TEST_OUT": str(out), "FDGEN_TEST_KILL_AT": str(kill_at)}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)

@@ -75,7 +75,7 @@ SEARCH_OPTIONS += ["variance"]
 @click.option("--workers", type=click.IntRange(min=1), help="Processes [all cores].")
 @click.option("--out", type=click.Path(path_type=Path), help="Database folder to write.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted search in --out.")
-@click.option("--force", is_flag=True, help="Replace whatever database --out holds.")
+@click.option("--force", is_flag=True, help="Start over: replace fdgen's database in --out.")
 @click.pass_context
 def search(ctx, type_, preset, workers, out, resume, force, **_):
     """Sample formula parameters and keep those that pass the family's filter."""
@@ -96,6 +96,7 @@ def search(ctx, type_, preset, workers, out, resume, force, **_):
     meta = run_search(family, settings, out, workers, resume, force, preset=preset)
     if meta.get("already_complete"):
         click.echo(f"{out}: already holds these {meta['categories']} categories; nothing to do")
+        _note_left(out, meta["left"])
         return
     tried = meta["candidates_tried"]
     click.echo(
@@ -103,6 +104,15 @@ def search(ctx, type_, preset, workers, out, resume, force, **_):
         f"({meta['categories'] / tried:.2%} accepted, {meta['diverged_candidates']} diverged) "
         f"in {meta['elapsed_s']:.1f} s"
     )
+    _note_left(out, meta["left"])
+
+
+def _note_left(out: Path, names: list[str]) -> None:
+    """Say which files of ``out`` fdgen did not write and so left as they were."""
+    if names:
+        more = f", ... ({len(names) - 10} more)" if len(names) > 10 else ""
+        shown = ", ".join(names[:10]) + more
+        click.echo(f"{out}: left {len(names)} files that fdgen did not write: {shown}")
 
 
 RENDER_OPTIONS = ["size", "pad", "points", "draw", "weight_delta", "instances", "seed"]
@@ -176,7 +186,7 @@ def resolve_database(db_arg: str, workers: int | None):
 @click.option("--samples-per-shard", type=click.IntRange(min=1), default=5000, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Processes [all cores].")
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed [0].")
-@click.option("--force", is_flag=True, help="Replace shards of other settings in --shards.")
+@click.option("--force", is_flag=True, help="Replace the shards fdgen wrote with other settings.")
 @click.option(
     "--backend",
     type=click.Choice(["local", "dask"]),
@@ -232,6 +242,7 @@ def render(ctx, db_arg, shards, fmt, samples_per_shard, workers, force, backend,
             f"{manifest['complete_shards']} of {manifest['num_shards']} shards complete, "
             "the last partition to finish writes the index files"
         )
+        _note_left(out, manifest["left"])
         return
     click.echo(
         f"{out}: {manifest['num_samples']:,} samples in {manifest['num_shards']} shards "
@@ -240,6 +251,7 @@ def render(ctx, db_arg, shards, fmt, samples_per_shard, workers, force, backend,
         + f"; {manifest['diverged']:,} from diverged orbits; "
         f"{manifest['bytes'] / 2**20:,.1f} MiB)"
     )
+    _note_left(out, manifest["left"])
 
 
 @main.command()

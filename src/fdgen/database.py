@@ -29,6 +29,48 @@ from fdgen.families import get_family
 CATEGORY_DIR = "categories"
 META_FILE = "db.yaml"
 PROGRESS_FILE = "search-progress.json"
+CATEGORY_SUFFIXES = (".csv", ".yaml")  # the CATEGORY_SUFFIX of every family
+
+
+def atomic_target(name: str) -> str:
+    """The file name a ``write_atomic`` temporary (``.NAME.tmpHOST-PID``) stands for, else
+    ``name`` itself."""
+    if name.startswith(".") and ".tmp" in name:
+        return name[1:].split(".tmp", 1)[0]
+    return name
+
+
+def is_category_name(name: str) -> bool:
+    """Whether ``name`` is one fdgen's search gives a category file (``00042.csv``)."""
+    stem, _, suffix = name.partition(".")
+    return stem.isdigit() and "." + suffix in CATEGORY_SUFFIXES
+
+
+def written_by_search(path: Path, in_categories: bool) -> bool:
+    """Whether ``path``, in a database folder (or in its ``categories/`` when
+    ``in_categories``), is a file of a name fdgen's search writes there."""
+    if not path.is_file():
+        return False
+    name = atomic_target(path.name)
+    return is_category_name(name) if in_categories else name in (META_FILE, PROGRESS_FILE)
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """What a database folder holds that fdgen did not write (sub-folders end in ``/``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    names = []
+    for path in folder.iterdir():
+        if path.name == CATEGORY_DIR and path.is_dir() and not path.is_symlink():
+            names += [
+                f"{CATEGORY_DIR}/{p.name}" + ("/" if p.is_dir() else "")
+                for p in path.iterdir()
+                if not written_by_search(p, in_categories=True)
+            ]
+        elif not written_by_search(path, in_categories=False):
+            names.append(path.name + ("/" if path.is_dir() else ""))
+    return sorted(names)
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -144,7 +186,11 @@ def load_database(path: str | Path) -> Database:
         family = get_family("fractal")
     else:
         family = get_family(meta["type"], where=f"{folder / META_FILE}: type")
-        files = sorted((folder / CATEGORY_DIR).glob("*" + family.CATEGORY_SUFFIX))
+        files = sorted(
+            p
+            for p in (folder / CATEGORY_DIR).glob("*" + family.CATEGORY_SUFFIX)
+            if is_category_name(p.name)  # files of other names are not fdgen's
+        )
         if len(files) != meta["categories"]:
             raise FdgenError(
                 f"{folder}: {META_FILE} lists {meta['categories']} categories but "

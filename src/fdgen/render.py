@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
+import re
 import signal
 import threading
 import time
@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 from fdgen import __version__
-from fdgen.database import Database, write_atomic
+from fdgen.database import Database, atomic_target, write_atomic
 from fdgen.encode import encode_image
 from fdgen.errors import FdgenError
 from fdgen.families import get_family
@@ -26,7 +26,6 @@ from fdgen.runners import BACKENDS, run_tasks
 from fdgen.shards import (
     INFO_FILE,
     MANIFEST_FILE,
-    PARTIAL_SUFFIX,
     SIZES_FILE,
     ShardPlan,
     ShardWriter,
@@ -34,6 +33,7 @@ from fdgen.shards import (
     image_key,
     is_lock_file,
     lock_folder,
+    partial_shard_index,
     read_sidecar,
     remove_partials,
     sample_key,
@@ -174,49 +174,72 @@ def _identity(db: Database, family: ModuleType, settings, fmt: str, per_shard: i
     }
 
 
-def _prepare(out: Path, identity: dict, force: bool) -> bool:
-    """Check ``out`` against the requested render; returns whether it holds a manifest of it."""
+_SHARD_FILE = re.compile(r"shard-\d{6,}\.(tar|json)")  # a shard or its sidecar
+_INDEX_FILES = (MANIFEST_FILE, INFO_FILE, SIZES_FILE)
+
+
+def _written_by_fdgen(path: Path) -> bool:
+    """Whether ``path`` is a file of a name fdgen writes into a shard folder: shards, sidecars,
+    indexes, the manifest, their temporary and partial files, the lock files."""
+    if not path.is_file():
+        return False
+    if is_lock_file(path) or partial_shard_index(path) is not None:
+        return True
+    name = atomic_target(path.name)
+    return name in _INDEX_FILES or _SHARD_FILE.fullmatch(name) is not None
+
+
+def foreign_files(out: Path) -> list[str]:
+    """Names of what ``out`` holds that fdgen did not write (sub-folders end in ``/``)."""
+    if not out.is_dir():
+        return []
+    return sorted(
+        p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if not _written_by_fdgen(p)
+    )
+
+
+def _check(out: Path, identity: dict, force: bool) -> bool:
+    """Refuse a folder whose fdgen files belong to another render (unless ``force``) or whose
+    manifest is not fdgen's; returns whether it holds a manifest of this render."""
     manifest_path = out / MANIFEST_FILE
-    if manifest_path.exists():
+    if manifest_path.is_file():
         try:
             held = json.loads(manifest_path.read_text())["identity"]
         except (OSError, ValueError, KeyError, TypeError):
-            held = None
-        if held != identity:
-            if not force:
-                raise FdgenError(
-                    f"--shards: {out} holds shards of a different database or settings; "
-                    "use --force to replace them or choose another folder"
-                )
-            _clear(out)
-            return False
-        return True
-    if _foreign(out):
-        if not force:
-            raise FdgenError(f"--shards: {out} is not empty and holds no fdgen shards; use --force")
-        _clear(out)
+            raise FdgenError(
+                f"--shards: {manifest_path} is not an fdgen manifest; move it away or choose "
+                "another folder"
+            ) from None
+        if held != identity and not force:
+            raise FdgenError(
+                f"--shards: {out} holds shards of a different database or settings; use --force "
+                "to replace them (only files fdgen wrote are removed) or choose another folder"
+            )
+        return held == identity
+    if not force and out.is_dir():
+        unknown = sorted(
+            p.name
+            for p in out.iterdir()
+            if _written_by_fdgen(p) and (p.name in _INDEX_FILES or _SHARD_FILE.fullmatch(p.name))
+        )
+        if unknown:
+            raise FdgenError(
+                f"--shards: {out} holds fdgen shard files ({', '.join(unknown[:3])}"
+                f"{', ...' if len(unknown) > 3 else ''}) but no {MANIFEST_FILE}, so their "
+                "settings are unknown; use --force to replace them or choose another folder"
+            )
     return False
 
 
-def _foreign(out: Path) -> bool:
-    """Whether ``out`` holds files but no fdgen manifest."""
-    if not out.is_dir() or (out / MANIFEST_FILE).exists():
-        return False
-    return any(not is_lock_file(p) for p in out.iterdir())
-
-
-def _clear(out: Path) -> None:
-    """Empty ``out`` except the lock files (held by this process while it renders)."""
-    for pattern in ("shard-*", "." + "*.tmp*", "*" + PARTIAL_SUFFIX):
-        for path in out.glob(pattern):
-            path.unlink()
-    for name in (MANIFEST_FILE, INFO_FILE, SIZES_FILE):
-        (out / name).unlink(missing_ok=True)
-    for path in out.iterdir():
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif not is_lock_file(path):
-            path.unlink()
+def _prepare(out: Path, identity: dict, force: bool) -> bool:
+    """Check ``out`` against the requested render; with ``force`` remove the files fdgen wrote
+    for other settings. Returns whether it holds a manifest of this render."""
+    held = _check(out, identity, force)
+    if force and not held:
+        for path in out.iterdir():
+            if _written_by_fdgen(path) and not is_lock_file(path):  # locks: held by this process
+                path.unlink()
+    return held
 
 
 def _rehash(out: Path, done: dict, indices: list[int], workers: int) -> list[int]:
@@ -261,7 +284,9 @@ def render_dataset(
     j % N == ``shard_index`` are rendered (one partition of a batch-scheduler array); whichever
     process finds every shard complete writes the index files. ``backend`` is ``local``
     (joblib on this machine) or ``dask`` (``scheduler`` address, or a LocalCluster). The folder
-    is locked while it renders. Returns the manifest (``status`` ``complete`` or ``partial``).
+    is locked while it renders; files fdgen did not write are left alone (``force`` removes only
+    fdgen's own files of other settings). Returns the manifest (``status`` ``complete`` or
+    ``partial``) plus ``left``: the names of the files fdgen did not write.
     """
     out = Path(out)
     if backend not in BACKENDS:
@@ -282,16 +307,16 @@ def render_dataset(
         )
     if out.exists() and not out.is_dir():
         raise FdgenError(f"--shards: {out} exists and is not a folder")
-    if not force and _foreign(out):  # checked again under the lock; this one writes nothing
-        raise FdgenError(f"--shards: {out} is not empty and holds no fdgen shards; use --force")
     family = get_family(db.type)
     plan = shard_plan(db, settings, samples_per_shard)
     identity = _identity(db, family, settings, fmt, samples_per_shard)
+    _check(out, identity, force)  # checked again under the lock; this one writes nothing
     _ignore_file_size_signal()
     try:
         with lock_folder(out, partition):
             run = _Run(db, family, settings, fmt, plan, identity, out.absolute(), partition)
-            return _render_locked(run, workers, force, name, backend, scheduler, rehash)
+            manifest = _render_locked(run, workers, force, name, backend, scheduler, rehash)
+            return manifest | {"left": foreign_files(out)}
     except OSError as exc:
         where = exc.filename or out
         raise FdgenError(f"--shards: cannot write {where} ({exc.strerror or exc})") from None
@@ -344,7 +369,8 @@ def _render_locked(
     remove_partials(out, mine)
     if partition is None:
         for stale in out.glob("." + "*.tmp*"):
-            stale.unlink(missing_ok=True)
+            if _written_by_fdgen(stale):
+                stale.unlink(missing_ok=True)
     own = [j for j in range(plan.num_shards) if mine(j)]
     done = {j: read_sidecar(out, j) for j in own}
     if rehash:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 import warnings
 from collections import deque
@@ -23,11 +22,12 @@ from fdgen import __version__
 from fdgen.database import (
     CATEGORY_DIR,
     META_FILE,
-    PROGRESS_FILE,
+    foreign_files,
     load_progress,
     read_meta,
     save_progress,
     write_atomic,
+    written_by_search,
 )
 from fdgen.errors import FdgenError
 from fdgen.progress import progress_bar
@@ -52,23 +52,32 @@ def prepare_output(
     out: Path, type_: str, settings: dict, resume: bool, force: bool, preset: str | None = None
 ):
     """Check ``out`` against the requested search; return saved progress to continue from,
-    None to start afresh, or "done" when the folder already holds this database."""
+    None to start afresh, or "done" when the folder already holds this database.
+
+    Writes nothing. Files fdgen did not write may be there: the search goes alongside them.
+    """
     wanted = {"type": type_, **_preset_key(preset), **settings}
     if out.exists() and not out.is_dir():
         raise FdgenError(f"--out: {out} exists and is not a folder")
-    if force and out.exists():
-        shutil.rmtree(out / CATEGORY_DIR, ignore_errors=True)
-        for name in (META_FILE, PROGRESS_FILE):
-            (out / name).unlink(missing_ok=True)
-    meta = read_meta(out) if out.exists() else None
-    progress = load_progress(out) if out.exists() else None
-    if meta is None and progress is None:
-        if out.exists() and any(out.iterdir()):
-            raise FdgenError(f"--out: {out} is not empty and holds no fdgen database; use --force")
+    if not out.is_dir():
         return None
-    held = progress["settings"] if progress else {"type": meta["type"], **meta["settings"]}
-    if progress is None and "preset" in meta:
-        held = {"preset": meta["preset"], **held}
+    meta = read_meta(out)  # a db.yaml that is not fdgen's is refused, even with --force
+    if force:
+        return None
+    progress = load_progress(out)
+    if meta is None and progress is None:
+        cats = out / CATEGORY_DIR
+        if cats.is_dir() and any(written_by_search(p, True) for p in cats.iterdir()):
+            raise FdgenError(
+                f"--out: {cats} holds category files but {out} has no {META_FILE} or search "
+                "progress, so their settings are unknown; use --force to replace them or "
+                "choose another --out"
+            )
+        return None
+    if meta is not None:
+        held = {"type": meta["type"], **_preset_key(meta.get("preset")), **meta["settings"]}
+    else:
+        held = progress["settings"]
     if held.get("preset") != preset:
         raise FdgenError(
             f"--out: {out} holds a database searched from {_searched_from(held.get('preset'))}, "
@@ -82,6 +91,8 @@ def prepare_output(
             f"({', '.join(changed)}); use --force to replace it or choose another --out"
         )
     if meta is not None:
+        if progress is not None and _comparable(progress["settings"]) != _comparable(held):
+            progress = None  # left by a --force run killed before it removed db.yaml
         if meta["categories"] == settings["categories"]:
             return "done"
         if meta["categories"] > settings["categories"] or progress is None:
@@ -89,12 +100,35 @@ def prepare_output(
                 f"--out: {out} holds {meta['categories']} categories, not "
                 f"{settings['categories']}; use --force to replace it"
             )
+        if not resume:
+            raise FdgenError(
+                f"--out: {out} holds {meta['categories']} of these categories; pass --resume "
+                f"to extend it to {settings['categories']} or --force to start over"
+            )
+        return progress
     if not resume:
         raise FdgenError(
             f"--out: {out} holds an unfinished search with these settings; "
             "pass --resume to continue it or --force to start over"
         )
     return progress
+
+
+def _remove_stale(out: Path, family: ModuleType, accepted: int) -> None:
+    """Delete the category files past the ``accepted`` ones of the saved progress (an
+    interrupted batch, redone), those of other families and the temporaries of killed
+    writes. Only names fdgen writes are touched."""
+    for path in (out / CATEGORY_DIR).iterdir():
+        if not written_by_search(path, in_categories=True):
+            continue
+        stem, _, suffix = path.name.partition(".")
+        if path.name.startswith(".") or "." + suffix != family.CATEGORY_SUFFIX:
+            path.unlink()
+        elif int(stem) >= accepted:
+            path.unlink()
+    for path in out.glob(".*.tmp*"):
+        if written_by_search(path, in_categories=False):
+            path.unlink()
 
 
 def run_search(
@@ -111,13 +145,14 @@ def run_search(
 
     ``preset``: the name of the preset ``settings`` come from (with any overrides); ``db.yaml``
     records it, so that a render of the folder uses the preset's render settings.
-    Returns the metadata written to ``db.yaml`` (or already there, for a finished folder).
+    Returns the metadata written to ``db.yaml`` (or already there, for a finished folder), plus
+    ``left``: the files of ``out`` fdgen did not write, which it leaves alone.
     """
     out = Path(out)
     config = dataclasses.asdict(settings)
     state = prepare_output(out, family.TYPE, config, resume, force, preset)
     if state == "done":
-        return read_meta(out) | {"already_complete": True}
+        return read_meta(out) | {"already_complete": True, "left": foreign_files(out)}
     try:
         (out / CATEGORY_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -133,11 +168,16 @@ def run_search(
         "fill_rates": [],
         "elapsed_s": 0.0,
     }
+    # Crash safety: before a category file changes, the folder must read as unfinished (a
+    # progress file and no db.yaml), so that a kill at any instant leaves either a complete
+    # database or one that `load_database` refuses and --resume completes.
+    # the category count may grow
+    progress["settings"] = {"type": family.TYPE, **_preset_key(preset), **config}
+    if state is None:
+        save_progress(out, progress)
+    (out / META_FILE).unlink(missing_ok=True)  # extending, or replacing it with --force
     accepted = len(progress["fill_rates"])
-    # Files past the last saved batch come from an interrupted batch; it is redone.
-    for path in (out / CATEGORY_DIR).glob("*" + family.CATEGORY_SUFFIX):
-        if not path.stem.isdigit() or int(path.stem) >= accepted:
-            path.unlink()
+    _remove_stale(out, family, accepted)
     target = settings.categories
     workers = workers or default_workers()
     started = time.perf_counter()
@@ -200,7 +240,7 @@ def run_search(
         # Each kept category's filter score, under the family's name for it.
         meta[getattr(family, "SCORE_KEY", "fill_rates")] = progress["fill_rates"]
     write_atomic(out / META_FILE, _dump_yaml(meta))
-    return meta
+    return meta | {"left": foreign_files(out)}
 
 
 def _preset_key(preset: str | None) -> dict:
