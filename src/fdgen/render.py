@@ -57,8 +57,19 @@ class ShardTask:
     names: dict | None  # category -> category file name; None for per-image families
 
 
-@lru_cache(maxsize=2)
+_thread = threading.local()  # renderers hold scratch buffers: never shared between threads
+
+
 def _renderer(type_: str, settings):
+    """This thread's renderer for ``settings``, kept for its next task (used for encoding;
+    samples come from a renderer of the task's own, see ``shard_images``)."""
+    cached = getattr(_thread, "renderer", None)
+    if cached is None:
+        cached = _thread.renderer = lru_cache(maxsize=2)(_new_renderer)
+    return cached(type_, settings)
+
+
+def _new_renderer(type_: str, settings):
     return get_family(type_).Renderer(settings)
 
 
@@ -105,10 +116,12 @@ def shard_images(task: ShardTask) -> Iterator[tuple[str, object, dict, dict]]:
     """(key, image or payload, metadata, extra images by member name) of every sample of one
     shard, in writing order.
 
-    The image is a view of the renderer's buffer, valid until the next sample. Shared by
+    The image is a view of the renderer's buffer, valid until the next sample. Each call has
+    a renderer of its own (its buffers are reused from sample to sample), so tasks run in
+    threads, or generators interleaved, never draw into each other's buffers. Shared by
     ``render_shard`` and the on-the-fly dataset (``fdgen.torch``), so both hold the same samples.
     """
-    renderer = _renderer(task.type, task.settings)
+    renderer = _new_renderer(task.type, task.settings)
     per_image = task.names is None  # samples are images of many categories (SegRCDB)
     for category, group, instances in task.members:
         params = task.params if per_image else task.params[category]
