@@ -18,7 +18,7 @@ import pytest
 
 from fdgen.database import load_database
 from fdgen.families import fractal2d, fractal3d
-from fdgen.render import render_shard, shard_plan, shard_task
+from fdgen.render import render_shard, sample_fields, shard_images, shard_plan, shard_task
 from fdgen.search import run_search
 from tiny_shards import cli, dask_processes, make_db, render_args, snapshot
 
@@ -107,6 +107,24 @@ def test_render_shard_in_threads_matches_sequential(family, published, db3, tmp_
     threaded = _shard_bytes(_tasks(db, settings, tmp_path / "thr", per_shard), _threaded)
     assert len(sequential) >= 2 * THREADS
     assert [k for k, (a, b) in enumerate(zip(sequential, threaded, strict=True)) if a != b] == []
+
+
+def test_interleaved_shards_in_one_thread_match_one_at_a_time(published):
+    """Two shards' samples drawn alternately (e.g. zipped datasets) are each shard's own."""
+    db = load_database(published)
+    plan = shard_plan(db, SETTINGS, PER_SHARD)
+    tasks = [shard_task(db, fractal2d, SETTINGS, "png", plan, j) for j in (0, 1)]
+
+    def members(task, sample):
+        return sample_fields(task, *sample[1:])
+
+    alone = [[members(t, sample) for sample in shard_images(t)] for t in tasks]
+    together = [[], []]
+    for pair in zip(*(shard_images(t) for t in tasks), strict=True):
+        for k, sample in enumerate(pair):
+            together[k].append(members(tasks[k], sample))
+    assert len(alone[0]) == len(alone[1]) == 48
+    assert together == alone
 
 
 def _summary(batch) -> list[tuple]:
