@@ -10,10 +10,7 @@ import errno
 import json
 import os
 import signal
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +29,12 @@ from tiny_shards import (
     FIXTURE_CSVS,
     child,
     cli,
+    dask_processes,
     leftovers,
     make_db,
     render_args,
     snapshot,
-    subprocess_env,
+    wait_for,
 )
 
 
@@ -49,14 +47,6 @@ def tiny(tmp_path_factory):
     result = cli(*render_args(db, ref))
     assert result.exit_code == 0, result.output
     return db, ref
-
-
-def _wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 # --- SIGKILL mid-shard ------------------------------------------------------------------------
@@ -182,7 +172,7 @@ def test_second_render_into_the_same_folder_is_refused(tiny, tmp_path):
     args = render_args(db, out)
     first = child(args, wait=False, FDGEN_TEST_SLEEP=0.5)  # ~12 s for 24 images
     try:
-        _wait_for(lambda: (out / "manifest.json").exists(), what="the first render to start")
+        wait_for(lambda: (out / "manifest.json").exists(), what="the first render to start")
         second = cli(*args)
         assert second.exit_code == 1
         assert "is being rendered by another fdgen process" in second.output
@@ -219,45 +209,12 @@ render.encode_image = wrapped
 def dask_cluster(tmp_path):
     """A real ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1 (random
     ports); the first worker kills itself mid-shard. Always torn down."""
-    distributed = pytest.importorskip(
-        "distributed", reason="the optional extra fdgen[dask] is not installed"
-    )
-    scheduler_file = tmp_path / "scheduler.json"
+    pytest.importorskip("distributed", reason="the optional extra fdgen[dask] is not installed")
     preload = tmp_path / "killer_preload.py"
     preload.write_text(KILLER_PRELOAD)
-    env = subprocess_env()
-    dask = [sys.executable, "-m", "dask"]
-    common = ["--scheduler-file", str(scheduler_file), "--no-dashboard"]
-    procs = []
-    try:
-        procs.append(
-            subprocess.Popen(
-                [*dask, "scheduler", "--host", "127.0.0.1", "--port", "0", *common],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        _wait_for(scheduler_file.exists, what="the dask scheduler")
-        worker = [*dask, "worker", *common, "--nthreads", "1", "--no-nanny", "--host", "127.0.0.1"]
-        for extra in (["--preload", str(preload)], []):
-            procs.append(
-                subprocess.Popen(
-                    [*worker, *extra],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        address = json.loads(scheduler_file.read_text())["address"]
-        with distributed.Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
+    killer = ["--nthreads", "1", "--preload", str(preload)]
+    with dask_processes(tmp_path, [killer, ["--nthreads", "1"]]) as (address, procs):
         yield address, procs[1]
-    finally:
-        for proc in procs:
-            proc.kill()
-        for proc in procs:
-            proc.wait(timeout=30)
 
 
 def test_dask_worker_killed_mid_run_still_completes_identically(tiny, tmp_path, dask_cluster):

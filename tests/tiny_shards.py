@@ -6,10 +6,14 @@ shard (3 shards); every render here takes well under a second once numba has com
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -128,3 +132,44 @@ def search_child(args: list[str], out: Path, kill_at: int):
     cmd = [sys.executable, "-c", SEARCH_CHILD, *map(str, args)]
     env = subprocess_env() | {"FDGEN_TEST_OUT": str(out), "FDGEN_TEST_KILL_AT": str(kill_at)}
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def dask_processes(folder: Path, workers: list[list[str]]) -> Iterator[tuple[str, list]]:
+    """A real ``dask scheduler`` and one ``dask worker`` per entry of ``workers`` (its extra
+    arguments), as child processes on 127.0.0.1 with ports the OS picks and no dashboards.
+    Yields (scheduler address, [scheduler, worker...] Popen objects) once every worker has
+    joined; kills them all on exit."""
+    import distributed
+
+    scheduler_file = Path(folder) / "scheduler.json"
+    env = subprocess_env()
+    dask = [sys.executable, "-m", "dask"]
+    common = ["--scheduler-file", str(scheduler_file), "--no-dashboard"]
+    quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = []
+    try:
+        scheduler = [*dask, "scheduler", "--host", "127.0.0.1", "--port", "0", *common]
+        procs.append(subprocess.Popen(scheduler, **quiet))
+        wait_for(scheduler_file.exists, what="the dask scheduler")
+        worker = [*dask, "worker", *common, "--no-nanny", "--host", "127.0.0.1"]
+        for extra in workers:
+            procs.append(subprocess.Popen([*worker, *extra], **quiet))
+        address = json.loads(scheduler_file.read_text())["address"]
+        with distributed.Client(address, timeout="30s") as client:
+            client.wait_for_workers(len(workers), timeout=60)
+        yield address, procs
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait(timeout=30)

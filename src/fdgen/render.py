@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -58,8 +59,25 @@ class ShardTask:
 
 
 @lru_cache(maxsize=2)
-def _renderer(type_: str, settings):
-    return get_family(type_).Renderer(settings)
+def _idle_renderers(type_: str, settings) -> list:
+    """This process's renderers of ``settings`` that no task is using (kept for their
+    buffers: a fresh fractal renderer costs ~4 ms of page faults at the default settings)."""
+    return []
+
+
+@contextmanager
+def _borrowed_renderer(type_: str, settings) -> Iterator:
+    """A renderer that nothing else uses until the block ends: renderers reuse scratch
+    buffers, so tasks in threads (or interleaved generators) must never share one."""
+    idle = _idle_renderers(type_, settings)
+    try:
+        renderer = idle.pop()
+    except IndexError:
+        renderer = get_family(type_).Renderer(settings)
+    try:
+        yield renderer
+    finally:
+        idle.append(renderer)
 
 
 def _write_error(task: ShardTask, exc: OSError) -> FdgenError:
@@ -105,10 +123,16 @@ def shard_images(task: ShardTask) -> Iterator[tuple[str, object, dict, dict]]:
     """(key, image or payload, metadata, extra images by member name) of every sample of one
     shard, in writing order.
 
-    The image is a view of the renderer's buffer, valid until the next sample. Shared by
-    ``render_shard`` and the on-the-fly dataset (``fdgen.torch``), so both hold the same samples.
+    The image is a view of the renderer's buffer, valid until the next sample. The renderer
+    is this call's alone while it runs, so tasks in threads never draw into each other's
+    buffers. Shared by ``render_shard`` and the on-the-fly dataset (``fdgen.torch``), so both
+    hold the same samples.
     """
-    renderer = _renderer(task.type, task.settings)
+    with _borrowed_renderer(task.type, task.settings) as renderer:
+        yield from _samples(task, renderer)
+
+
+def _samples(task: ShardTask, renderer) -> Iterator[tuple[str, object, dict, dict]]:
     per_image = task.names is None  # samples are images of many categories (SegRCDB)
     for category, group, instances in task.members:
         params = task.params if per_image else task.params[category]
@@ -129,11 +153,11 @@ def sample_fields(task: ShardTask, image, meta: dict, extra: dict) -> dict[str, 
     """The tar members of one sample: the encoded image (or a family's own payload, e.g. a
     point cloud), the class label as text (samples of one category), metadata json, and the
     extra images encoded in the format their member names end with (``seg.png``: PNG)."""
-    renderer = _renderer(task.type, task.settings)
-    encode = getattr(renderer, "encode", None)
-    payload = encode(image, task.fmt) if encode else None
-    if payload is None:
+    with _borrowed_renderer(task.type, task.settings) as renderer:
+        encode = getattr(renderer, "encode", None)
+        payload = encode(image, task.fmt) if encode else None
         two_level = getattr(renderer, "two_level_value", None)
+    if payload is None:
         payload = {task.fmt: encode_image(image, task.fmt, two_level)}
     label = {"cls": str(meta["category"]).encode()} if "category" in meta else {}
     extras = {name: encode_image(array, name.rsplit(".", 1)[-1]) for name, array in extra.items()}

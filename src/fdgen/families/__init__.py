@@ -7,7 +7,9 @@ Every family module offers the same small interface, used by ``search.py`` and `
   of ``Candidate``; ``candidate_specs(settings, start, rng_state)`` yields batch specs
 - ``RenderSettings`` (a frozen dataclass), ``group_size(settings)`` (instances rendered
   together, e.g. the four flips of one FractalDB variant) and ``Renderer(settings)`` with
-  ``render_group(params, category, group, instances) -> list[Sample]``
+  ``render_group(params, category, group, instances) -> list[Sample]`` (a renderer may keep
+  scratch buffers: the render uses each one in one task at a time; ``evaluate_candidates``
+  may run in threads, so it keeps none between calls)
 Optional: ``Renderer.encode(payload, fmt)`` -> tar members for non-image payloads (or None);
 ``preview_rows(db, settings, categories, instances)`` -> contact-sheet rows; ``render_group``
 may yield a 4th item, a dict of extra images by tar member name (e.g. ``{"seg.png": mask}``,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import colorsys
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -103,14 +102,15 @@ class Candidate:
     accepted: bool
 
 
-@lru_cache(maxsize=4)
-def _buffers(points: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-process scratch arrays: uniforms, orbit x and y, test raster."""
-    return np.empty(points), np.empty(points), np.empty(points), np.zeros((size, size), np.uint8)
+def _scratch(settings: SearchSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Scratch arrays of one batch: uniforms, orbit x and y, test raster. Made per batch, not
+    per process, so batches evaluated in threads never write into each other's arrays."""
+    n, size = settings.points, settings.size
+    return np.empty(n), np.empty(n), np.empty(n), np.zeros((size, size), np.uint8)
 
 
-def _evaluate(settings: SearchSettings, index: int, params, uniforms) -> Candidate:
-    _, xs, ys, canvas = _buffers(settings.points, settings.size)
+def _evaluate(settings: SearchSettings, index: int, params, uniforms, scratch) -> Candidate:
+    _, xs, ys, canvas = scratch
     maps, cum = np.ascontiguousarray(params[:, :6]), np.cumsum(params[:, 6])
     kept, diverged = ifs.orbit_from_uniforms(maps, cum, uniforms, xs, ys)
     filled = ifs.filled_pixels(xs, ys, kept, settings.size, settings.pad, canvas)
@@ -118,11 +118,11 @@ def _evaluate(settings: SearchSettings, index: int, params, uniforms) -> Candida
     return Candidate(index, params, rate, bool(diverged), rate >= settings.fill_rate)
 
 
-def _evaluate_default(settings: SearchSettings, index: int) -> Candidate:
+def _evaluate_default(settings: SearchSettings, index: int, scratch) -> Candidate:
     params, orbit_state = default_candidate(settings, index)
-    uniforms = _buffers(settings.points, settings.size)[0][: settings.points - 1]
+    uniforms = scratch[0][: settings.points - 1]
     ifs.fill_uniform(orbit_state, uniforms)
-    return _evaluate(settings, index, params, uniforms)
+    return _evaluate(settings, index, params, uniforms, scratch)
 
 
 def default_candidate(settings: SearchSettings, index: int) -> tuple[np.ndarray, np.uint64]:
@@ -171,15 +171,16 @@ def candidate_specs(settings: SearchSettings, start: int, rng_state, batch: int)
 
 
 def evaluate_candidates(settings: SearchSettings, spec) -> list[Candidate]:
-    """Evaluate one batch of candidates (runs in a worker process)."""
+    """Evaluate one batch of candidates (runs in a worker process or thread)."""
+    scratch = _scratch(settings)
     if spec[0] == "default":
         _, start, count = spec
-        return [_evaluate_default(settings, k) for k in range(start, start + count)]
+        return [_evaluate_default(settings, k, scratch) for k in range(start, start + count)]
     rs = np.random.RandomState()
     out = []
     for index, params, state in spec[1]:
         rs.set_state(state)
-        out.append(_evaluate(settings, index, params, rs.random(settings.points)))
+        out.append(_evaluate(settings, index, params, rs.random(settings.points), scratch))
     return out
 
 
