@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
-from fdgen import __version__
+from fdgen import __version__, readback
 from fdgen.database import Database, write_atomic
 from fdgen.encode import encode_image
 from fdgen.errors import FdgenError
@@ -30,6 +30,7 @@ from fdgen.shards import (
     SIZES_FILE,
     ShardPlan,
     ShardWriter,
+    check_manifest,
     file_sha256,
     image_key,
     is_lock_file,
@@ -175,20 +176,33 @@ def _identity(db: Database, family: ModuleType, settings, fmt: str, per_shard: i
 
 
 def _prepare(out: Path, identity: dict, force: bool) -> bool:
-    """Check ``out`` against the requested render; returns whether it holds a manifest of it."""
+    """Check ``out`` against the requested render; returns whether it holds a valid manifest
+    of it (one whose identity matches but whose other fields are damaged is rewritten)."""
     manifest_path = out / MANIFEST_FILE
     if manifest_path.exists():
         try:
-            held = json.loads(manifest_path.read_text())["identity"]
-        except (OSError, ValueError, KeyError, TypeError):
-            held = None
-        if held != identity:
+            held = readback.parse_json(manifest_path)
+            readback.sub_mapping(readback.mapping(held), "identity")
+        except (OSError, readback.BadContent) as exc:
+            if not force:
+                reason = exc.strerror if isinstance(exc, OSError) else exc
+                raise FdgenError(
+                    f"{manifest_path}: damaged manifest ({reason}); the shards beside it cannot "
+                    "be matched to this render: use --force to replace them or choose another "
+                    "folder"
+                ) from None
+            held = {}
+        if held.get("identity") != identity:
             if not force:
                 raise FdgenError(
                     f"--shards: {out} holds shards of a different database or settings; "
                     "use --force to replace them or choose another folder"
                 )
             _clear(out)
+            return False
+        try:
+            check_manifest(held)
+        except readback.BadContent:
             return False
         return True
     if _foreign(out):
@@ -209,9 +223,11 @@ def _clear(out: Path) -> None:
     """Empty ``out`` except the lock files (held by this process while it renders)."""
     for pattern in ("shard-*", "." + "*.tmp*", "*" + PARTIAL_SUFFIX):
         for path in out.glob(pattern):
-            path.unlink()
+            if not path.is_dir():  # a folder in a file's place goes below
+                path.unlink()
     for name in (MANIFEST_FILE, INFO_FILE, SIZES_FILE):
-        (out / name).unlink(missing_ok=True)
+        if not (out / name).is_dir():
+            (out / name).unlink(missing_ok=True)
     for path in out.iterdir():
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)

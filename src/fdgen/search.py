@@ -60,7 +60,7 @@ def prepare_output(out: Path, type_: str, settings: dict, resume: bool, force: b
         if out.exists() and any(out.iterdir()):
             raise FdgenError(f"--out: {out} is not empty and holds no fdgen database; use --force")
         return None
-    held = progress["settings"] if progress else {"type": meta["type"], **meta["settings"]}
+    held = progress["settings"] if progress else {"type": meta["type"], **meta.get("settings", {})}
     if _comparable(held) != _comparable(wanted):
         changed = sorted(k for k in set(held) | set(wanted) if held.get(k) != wanted.get(k))
         raise FdgenError(
@@ -81,6 +81,24 @@ def prepare_output(out: Path, type_: str, settings: dict, resume: bool, force: b
             "pass --resume to continue it or --force to start over"
         )
     return progress
+
+
+def _check_resumable(out: Path, family: ModuleType, accepted: int, target: int) -> None:
+    """The saved progress must fit the folder: its accepted categories on disk, no more than
+    ``target`` of them (the search would never stop)."""
+    path = out / PROGRESS_FILE
+    if accepted > target:
+        raise FdgenError(
+            f"{path}: records {accepted} accepted categories, more than --categories {target}; "
+            f"ask for at least {accepted} or use --force to start over"
+        )
+    names = (f"{k:05d}{family.CATEGORY_SUFFIX}" for k in range(accepted))
+    lost = next((n for n in names if not (out / CATEGORY_DIR / n).is_file()), None)
+    if lost is not None:
+        raise FdgenError(
+            f"{path}: records {accepted} accepted categories but {CATEGORY_DIR}/{lost} is "
+            "missing; use --force to start over"
+        )
 
 
 def run_search(
@@ -117,6 +135,8 @@ def run_search(
         "elapsed_s": 0.0,
     }
     accepted = len(progress["fill_rates"])
+    if state is not None:
+        _check_resumable(out, family, accepted, target=settings.categories)
     # Files past the last saved batch come from an interrupted batch; it is redone.
     for path in (out / CATEGORY_DIR).glob("*" + family.CATEGORY_SUFFIX):
         if not path.stem.isdigit() or int(path.stem) >= accepted:
