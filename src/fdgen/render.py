@@ -65,6 +65,8 @@ def _renderer(type_: str, settings):
 
 def _write_error(task: ShardTask, exc: OSError) -> FdgenError:
     reason = exc.strerror or str(exc)
+    if exc.filename2:  # a rename into place failed: name its target (e.g. a folder there)
+        reason += f": {exc.filename2}"
     return FdgenError(
         f"{shard_name(task.index)}: cannot write it in {task.out} ({reason}); it is not marked "
         "complete and finished shards are kept: free space or fix the cause, then rerun the "
@@ -309,7 +311,7 @@ def render_dataset(
             run = _Run(db, family, settings, fmt, plan, identity, out.absolute(), partition)
             return _render_locked(run, workers, force, name, backend, scheduler, rehash)
     except OSError as exc:
-        where = exc.filename or out
+        where = exc.filename2 or exc.filename or out  # a rename: its target
         raise FdgenError(f"--shards: cannot write {where} ({exc.strerror or exc})") from None
 
 
