@@ -305,13 +305,15 @@ def _per_image_folder(folder: Path, bad_image_field: bool = False) -> Path:
                         tar.addfile(info, io.BytesIO(data))
         data = buf.getvalue()
         (folder / f"shard-{j:06d}.tar").write_bytes(data)
-        record = {"samples": len(plan.members(j)), "bytes": len(data)}
+        record = {"shard": j, "file": f"shard-{j:06d}.tar", "samples": len(plan.members(j))}
+        record["bytes"] = len(data)
         record["sha256"] = hashlib.sha256(data).hexdigest()
         (folder / f"shard-{j:06d}.json").write_text(json.dumps(record))
     manifest = {
-        "identity": {"settings": {"size": 64}, "format": "png"},
+        "identity": {"type": "segrcdb", "settings": {"size": 64}, "format": "png"},
         "categories": 5,
         "num_shards": plan.num_shards,
+        "num_samples": plan.num_samples,
         "plan": {f: getattr(plan, f) for f in plan.__dataclass_fields__},
         "sample_unit": "image",
         "status": "rendering",

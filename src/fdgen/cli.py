@@ -374,9 +374,9 @@ def info(path: Path) -> None:
 
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     if (path / MANIFEST_FILE).exists():
-        from fdgen.shards import read_sidecar
+        from fdgen.shards import read_manifest, read_sidecar
 
-        manifest = json.loads((path / MANIFEST_FILE).read_text())
+        manifest = read_manifest(path)
         done = [read_sidecar(path, j) for j in range(manifest["num_shards"])]
         complete = sum(r is not None for r in done)
         click.echo(f"shard folder {path}")

@@ -21,8 +21,8 @@ from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from fdgen import readback
 from fdgen.errors import FdgenError
 from fdgen.families import get_family
 
@@ -149,13 +149,15 @@ def original_csv_files(folder: Path) -> list[Path]:
 
 
 def read_meta(folder: Path) -> dict | None:
-    """The parsed ``db.yaml`` of a folder, or None if there is none."""
+    """The checked ``db.yaml`` of a folder, or None if there is none."""
     meta_path = Path(folder) / META_FILE
     if not meta_path.exists():
         return None
     try:
-        meta = yaml.safe_load(meta_path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        meta = readback.parse_yaml(meta_path)
+    except OSError as exc:
+        raise FdgenError(f"{meta_path}: not a readable YAML file ({exc.strerror or exc})") from None
+    except readback.BadContent as exc:
         raise FdgenError(f"{meta_path}: not a readable YAML file ({exc})") from None
     if not isinstance(meta, dict) or "type" not in meta or "categories" not in meta:
         raise FdgenError(f"{meta_path}: not an fdgen database file (needs 'type' and 'categories')")
@@ -164,6 +166,12 @@ def read_meta(folder: Path) -> dict | None:
     count = meta["categories"]
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise FdgenError(f"{meta_path}: 'categories' must be a whole number >= 1")
+    try:
+        readback.sub_mapping(meta, "settings", optional=True)
+        readback.integer(meta, "candidates_tried", optional=True)
+        readback.integer(meta, "diverged_candidates", optional=True)
+    except readback.BadContent as exc:
+        raise FdgenError(f"{meta_path}: not an fdgen database file ({exc})") from None
     return meta
 
 
@@ -209,11 +217,59 @@ def save_progress(folder: Path, progress: dict) -> None:
 
 
 def load_progress(folder: Path) -> dict | None:
-    """The saved progress of a search, or None."""
+    """The saved progress of a search (checked: every field the search uses, with types), or
+    None."""
     path = Path(folder) / PROGRESS_FILE
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        return check_progress(readback.parse_json(path))
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise FdgenError(f"{path}: unreadable search progress ({reason}); use --force") from None
+    except readback.BadContent as exc:
         raise FdgenError(f"{path}: unreadable search progress ({exc}); use --force") from None
+
+
+_COUNT_MAX = 2**53  # candidate numbers and counts: exact in JSON, far past any real search
+
+
+def check_progress(progress) -> dict:
+    """``progress`` if it holds every field ``run_search`` uses, with types and ranges."""
+    progress = readback.mapping(progress)
+    readback.sub_mapping(progress, "settings")
+    for name in ("next_candidate", "tried", "diverged"):
+        readback.integer(progress, name, 0, _COUNT_MAX)
+    readback.number(progress, "elapsed_s")
+    scores = progress.get("fill_rates")
+    if not isinstance(scores, list) or not all(
+        s is None or readback.is_finite_number(s) for s in scores
+    ):
+        raise readback.BadContent("field fill_rates must be a list of numbers or nulls")
+    if not _is_legacy_rng_state(progress.get("rng_state", 0)):
+        raise readback.BadContent(
+            "field rng_state must be null or an MT19937 state [name, 624 keys, pos, "
+            "has_gauss, cached]"
+        )
+    return progress
+
+
+def _is_legacy_rng_state(state) -> bool:
+    """None, or the legacy stream's generator state as ``RandomState.get_state`` gives it
+    in JSON: ["MT19937", 624 uint32 keys, position in [0, 624], has_gauss 0/1, cached]."""
+    if state is None:
+        return True
+    if not (isinstance(state, list) and len(state) == 5):
+        return False
+    name, keys, pos, has_gauss, cached = state
+    return (
+        name == "MT19937"
+        and isinstance(keys, list)
+        and len(keys) == 624
+        and all(type(k) is int and 0 <= k < 2**32 for k in keys)
+        and type(pos) is int
+        and 0 <= pos <= 624
+        and type(has_gauss) is int
+        and has_gauss in (0, 1)
+        and readback.is_finite_number(cached)
+    )

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
-from fdgen import __version__
+from fdgen import __version__, readback
 from fdgen.database import Database, atomic_target, write_atomic
 from fdgen.encode import encode_image
 from fdgen.errors import FdgenError
@@ -30,6 +30,7 @@ from fdgen.shards import (
     SIZES_FILE,
     ShardPlan,
     ShardWriter,
+    check_manifest,
     file_sha256,
     image_key,
     is_lock_file,
@@ -82,6 +83,8 @@ def _borrowed_renderer(type_: str, settings) -> Iterator:
 
 def _write_error(task: ShardTask, exc: OSError) -> FdgenError:
     reason = exc.strerror or str(exc)
+    if exc.filename2:  # a rename into place failed: name its target (e.g. a folder there)
+        reason += f": {exc.filename2}"
     return FdgenError(
         f"{shard_name(task.index)}: cannot write it in {task.out} ({reason}); it is not marked "
         "complete and finished shards are kept: free space or fix the cause, then rerun the "
@@ -222,24 +225,47 @@ def foreign_files(out: Path) -> list[str]:
     )
 
 
-def _check(out: Path, identity: dict, force: bool) -> bool:
+def _check(out: Path, identity: dict, force: bool) -> tuple[bool, bool]:
     """Refuse a folder whose fdgen files belong to another render (unless ``force``) or whose
-    manifest is not fdgen's; returns whether it holds a manifest of this render."""
+    manifest is not fdgen's. Returns (the folder holds a manifest of this render, that
+    manifest is whole); a manifest of this render whose other fields are damaged is rewritten.
+    """
     manifest_path = out / MANIFEST_FILE
+    if manifest_path.exists() and not manifest_path.is_file():
+        raise FdgenError(
+            f"--shards: {manifest_path} is not a file; fdgen writes its manifest there: move it "
+            "away or choose another folder"
+        )
     if manifest_path.is_file():
         try:
-            held = json.loads(manifest_path.read_text())["identity"]
-        except (OSError, ValueError, KeyError, TypeError):
+            held = readback.mapping(readback.parse_json(manifest_path))
+        except (OSError, readback.BadContent) as exc:
+            if force:
+                return False, False
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            raise FdgenError(
+                f"{manifest_path}: damaged manifest ({reason}); the shards beside it cannot be "
+                "matched to this render: use --force to replace them (only files fdgen wrote "
+                "are removed) or choose another folder"
+            ) from None
+        if not isinstance(held.get("identity"), dict):
             raise FdgenError(
                 f"--shards: {manifest_path} is not an fdgen manifest; move it away or choose "
                 "another folder"
-            ) from None
-        if held != identity and not force:
-            raise FdgenError(
-                f"--shards: {out} holds shards of a different database or settings; use --force "
-                "to replace them (only files fdgen wrote are removed) or choose another folder"
             )
-        return held == identity
+        if held["identity"] != identity:
+            if not force:
+                raise FdgenError(
+                    f"--shards: {out} holds shards of a different database or settings; use "
+                    "--force to replace them (only files fdgen wrote are removed) or choose "
+                    "another folder"
+                )
+            return False, False
+        try:
+            check_manifest(held)
+        except readback.BadContent:
+            return True, False
+        return True, True
     if not force and out.is_dir():
         unknown = sorted(
             p.name
@@ -252,18 +278,18 @@ def _check(out: Path, identity: dict, force: bool) -> bool:
                 f"{', ...' if len(unknown) > 3 else ''}) but no {MANIFEST_FILE}, so their "
                 "settings are unknown; use --force to replace them or choose another folder"
             )
-    return False
+    return False, False
 
 
 def _prepare(out: Path, identity: dict, force: bool) -> bool:
     """Check ``out`` against the requested render; with ``force`` remove the files fdgen wrote
-    for other settings. Returns whether it holds a manifest of this render."""
-    held = _check(out, identity, force)
-    if force and not held:
+    for other settings. Returns whether it holds a whole manifest of this render."""
+    same, whole = _check(out, identity, force)
+    if force and not same:
         for path in out.iterdir():
             if _written_by_fdgen(path) and not is_lock_file(path):  # locks: held by this process
                 path.unlink()
-    return held
+    return whole
 
 
 def _rehash(out: Path, done: dict, indices: list[int], workers: int) -> list[int]:
@@ -342,7 +368,7 @@ def render_dataset(
             manifest = _render_locked(run, workers, force, name, backend, scheduler, rehash)
             return manifest | {"left": foreign_files(out)}
     except OSError as exc:
-        where = exc.filename or out
+        where = exc.filename2 or exc.filename or out  # a rename: its target
         raise FdgenError(f"--shards: cannot write {where} ({exc.strerror or exc})") from None
 
 

@@ -22,6 +22,7 @@ from fdgen import __version__
 from fdgen.database import (
     CATEGORY_DIR,
     META_FILE,
+    PROGRESS_FILE,
     foreign_files,
     load_progress,
     read_meta,
@@ -75,7 +76,7 @@ def prepare_output(
             )
         return None
     if meta is not None:
-        held = {"type": meta["type"], **_preset_key(meta.get("preset")), **meta["settings"]}
+        held = {"type": meta["type"], **_preset_key(meta.get("preset")), **meta.get("settings", {})}
     else:
         held = progress["settings"]
     if held.get("preset") != preset:
@@ -131,6 +132,24 @@ def _remove_stale(out: Path, family: ModuleType, accepted: int) -> None:
             path.unlink()
 
 
+def _check_resumable(out: Path, family: ModuleType, accepted: int, target: int) -> None:
+    """The saved progress must fit the folder: its accepted categories on disk, no more than
+    ``target`` of them (the search would never stop)."""
+    path = out / PROGRESS_FILE
+    if accepted > target:
+        raise FdgenError(
+            f"{path}: records {accepted} accepted categories, more than --categories {target}; "
+            f"ask for at least {accepted} or use --force to start over"
+        )
+    names = (f"{k:05d}{family.CATEGORY_SUFFIX}" for k in range(accepted))
+    lost = next((n for n in names if not (out / CATEGORY_DIR / n).is_file()), None)
+    if lost is not None:
+        raise FdgenError(
+            f"{path}: records {accepted} accepted categories but {CATEGORY_DIR}/{lost} is "
+            "missing; use --force to start over"
+        )
+
+
 def run_search(
     family: ModuleType,
     settings,
@@ -168,10 +187,12 @@ def run_search(
         "fill_rates": [],
         "elapsed_s": 0.0,
     }
+    if state is not None:  # checked before anything changes
+        _check_resumable(out, family, len(progress["fill_rates"]), target=settings.categories)
     # Crash safety: before a category file changes, the folder must read as unfinished (a
     # progress file and no db.yaml), so that a kill at any instant leaves either a complete
-    # database or one that `load_database` refuses and --resume completes.
-    # the category count may grow
+    # database or one that `load_database` refuses and --resume completes. The saved settings
+    # take the requested category count, which may grow.
     progress["settings"] = {"type": family.TYPE, **_preset_key(preset), **config}
     if state is None:
         save_progress(out, progress)

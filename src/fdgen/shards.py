@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fdgen import readback
 from fdgen.database import write_atomic
 from fdgen.errors import FdgenError
 
@@ -215,15 +216,31 @@ class ShardWriter:
         self.tmp.unlink(missing_ok=True)
 
 
+def check_sidecar(record, index: int) -> dict:
+    """The sidecar ``record`` of shard ``index`` if it holds every field of one, with types;
+    ``BadContent`` naming the first wrong field otherwise."""
+    record = readback.mapping(record)
+    readback.integer(record, "shard", index, index)
+    readback.text(record, "file", (shard_name(index),))
+    readback.integer(record, "samples")
+    readback.integer(record, "bytes")
+    readback.integer(record, "diverged", optional=True)
+    sha = record.get("sha256")
+    if not (isinstance(sha, str) and len(sha) == 64 and set(sha) <= set("0123456789abcdef")):
+        raise readback.BadContent("field sha256 must be 64 hexadecimal digits")
+    return record
+
+
 def read_sidecar(folder: Path, index: int) -> dict | None:
-    """The sidecar of shard ``index`` if the shard looks complete (sidecar + matching size)."""
+    """The sidecar of shard ``index`` if the shard looks complete (a valid sidecar, matching
+    size); None otherwise, so that a damaged sidecar means the shard is redone."""
     side = Path(folder) / sidecar_name(index)
     shard = Path(folder) / shard_name(index)
     try:
-        record = json.loads(side.read_text())
+        record = check_sidecar(readback.parse_json(side), index)
         if shard.stat().st_size == record["bytes"]:
             return record
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, readback.BadContent):
         pass
     return None
 
@@ -374,24 +391,66 @@ def is_lock_file(path: Path) -> bool:
 # --- status and verification ---------------------------------------------------------------
 
 
-def read_manifest(folder: Path) -> dict:
-    """The ``manifest.json`` of a shard folder; a clear error when there is none."""
-    path = Path(folder) / MANIFEST_FILE
-    try:
-        manifest = json.loads(path.read_text())
-        num_shards = manifest["num_shards"]
-        manifest["identity"]["settings"]  # noqa: B018 - presence check
-    except FileNotFoundError:
-        raise FdgenError(f"{folder}: not an fdgen shard folder (no {MANIFEST_FILE})") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise FdgenError(f"{path}: unreadable manifest ({exc})") from None
-    if not isinstance(num_shards, int) or num_shards < 0:
-        raise FdgenError(f"{path}: num_shards must be a non-negative integer")
+MAX_SHARDS = 10**6  # shard names have six digits
+MAX_SAMPLES = 10**9  # bounds the shard plan's permutation that status and verify build
+_PLAN_FIELDS = {"categories": 1, "instances": 1, "group_size": 1, "samples_per_shard": 1}
+
+
+def check_manifest(manifest) -> dict:
+    """``manifest`` if it holds every field status, info, verify and render use, with types
+    and ranges, and its shard counts agree with its plan; ``BadContent`` otherwise."""
+    manifest = readback.mapping(manifest)
+    num_shards = readback.integer(manifest, "num_shards", 0, MAX_SHARDS)
+    num_samples = readback.integer(manifest, "num_samples", 0, MAX_SAMPLES)
+    readback.integer(manifest, "categories", 0, MAX_SAMPLES)
+    identity = readback.sub_mapping(manifest, "identity")
+    for name in ("type", "format"):
+        try:
+            readback.text(identity, name)
+        except readback.BadContent as exc:
+            raise readback.BadContent(str(exc).replace("field ", "field identity.", 1)) from None
+    readback.sub_mapping(identity, "settings")
+    readback.text(manifest, "status", optional=True)
+    readback.text(manifest, "sample_unit", ("category", "image"), optional=True)
+    plan = readback.sub_mapping(manifest, "plan", optional=True)
+    if plan is not None:
+        if set(plan) != {*_PLAN_FIELDS, "seed"}:
+            raise readback.BadContent(
+                f"field plan must hold {', '.join([*_PLAN_FIELDS, 'seed'])}, found {sorted(plan)}"
+            )
+        try:
+            for name, low in _PLAN_FIELDS.items():
+                readback.integer(plan, name, low, MAX_SAMPLES)
+            readback.integer(plan, "seed")
+        except readback.BadContent as exc:
+            raise readback.BadContent(str(exc).replace("field ", "field plan.", 1)) from None
+        shard_plan = ShardPlan(**plan)
+        if shard_plan.num_samples > MAX_SAMPLES:
+            raise readback.BadContent(f"the plan holds more than {MAX_SAMPLES} samples")
+        if (num_shards, num_samples) != (shard_plan.num_shards, shard_plan.num_samples):
+            raise readback.BadContent(
+                f"num_shards {num_shards} and num_samples {num_samples} differ from the plan's "
+                f"{shard_plan.num_shards} and {shard_plan.num_samples}"
+            )
     return manifest
 
 
+def read_manifest(folder: Path) -> dict:
+    """The checked ``manifest.json`` of a shard folder; a clear error when there is none or
+    it is damaged (see ``check_manifest``)."""
+    path = Path(folder) / MANIFEST_FILE
+    try:
+        return check_manifest(readback.parse_json(path))
+    except FileNotFoundError:
+        raise FdgenError(f"{folder}: not an fdgen shard folder (no {MANIFEST_FILE})") from None
+    except OSError as exc:
+        raise FdgenError(f"{path}: unreadable manifest ({exc.strerror or exc})") from None
+    except readback.BadContent as exc:
+        raise FdgenError(f"{path}: damaged manifest ({exc})") from None
+
+
 def manifest_plan(manifest: dict) -> ShardPlan | None:
-    """The shard plan a manifest records (None for manifests that predate the record)."""
+    """The shard plan a checked manifest records (None for manifests that predate it)."""
     plan = manifest.get("plan")
     if not isinstance(plan, dict):
         return None
@@ -591,15 +650,16 @@ def verify_shard(
     decode_size = identity["settings"].get("size", 0) if decode else None
     path = folder / shard_name(index)
     try:
-        record = json.loads((folder / sidecar_name(index)).read_text())
-        if not isinstance(record, dict):
-            raise ValueError("not an object")
+        record = check_sidecar(readback.parse_json(folder / sidecar_name(index)), index)
     except FileNotFoundError:
         state = shard_state(folder, index)
         problems.append("not rendered yet" if state == "missing" else "incomplete (no sidecar)")
         return check
-    except (OSError, ValueError) as exc:
-        problems.append(f"sidecar {sidecar_name(index)} unreadable ({exc})")
+    except OSError as exc:
+        problems.append(f"sidecar {sidecar_name(index)} unreadable ({exc.strerror or exc})")
+        return check
+    except readback.BadContent as exc:
+        problems.append(f"sidecar {sidecar_name(index)} damaged ({exc})")
         return check
     expected_samples = _lengths(plan)[index] if plan else record.get("samples")
     if record.get("samples") != expected_samples:
@@ -695,18 +755,28 @@ def _check_indexes(folder: Path, manifest: dict, plan: ShardPlan | None) -> list
     lengths = plan.shard_lengths()
     problems = []
     try:
-        split = json.loads((Path(folder) / INFO_FILE).read_text())["splits"]["train"]
+        info = readback.parse_json(Path(folder) / INFO_FILE)
+        split = info["splits"]["train"]
         if split["filenames"] != names or split["shard_lengths"] != lengths:
             problems.append(f"{INFO_FILE}: file names or shard lengths differ from the plan")
         if split["num_samples"] != plan.num_samples:
             problems.append(f"{INFO_FILE}: num_samples differs from the plan")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except OSError as exc:
+        problems.append(f"{INFO_FILE}: unreadable ({exc.strerror or exc})")
+    except readback.BadContent as exc:
         problems.append(f"{INFO_FILE}: unreadable ({exc})")
+    except (KeyError, TypeError, IndexError):
+        problems.append(
+            f"{INFO_FILE}: not a wds index (needs splits.train with filenames, shard_lengths "
+            "and num_samples)"
+        )
     try:
-        sizes = json.loads((Path(folder) / SIZES_FILE).read_text())
+        sizes = readback.parse_json(Path(folder) / SIZES_FILE)
         if sizes != dict(zip(names, lengths, strict=True)):
             problems.append(f"{SIZES_FILE}: differs from the plan")
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        problems.append(f"{SIZES_FILE}: unreadable ({exc.strerror or exc})")
+    except readback.BadContent as exc:
         problems.append(f"{SIZES_FILE}: unreadable ({exc})")
     return problems
 

@@ -73,6 +73,8 @@ def read_record(path: Path, cls, fields: tuple[Field, ...]):
         raise FdgenError(f"{path}: cannot read category file ({exc})") from None
     except yaml.YAMLError as exc:
         raise FdgenError(f"{path}: not a YAML mapping ({exc})") from None
+    except RecursionError:
+        raise FdgenError(f"{path}: not a YAML mapping (nested too deeply)") from None
     if not isinstance(data, dict):
         raise FdgenError(f"{path}: expected 'name: value' lines, found no mapping")
     names = {f.name for f in fields}
