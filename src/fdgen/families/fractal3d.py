@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from fdgen.errors import check_option
-from fdgen.families import ifs_csv
+from fdgen.families import ifs_csv, register_family
+from fdgen.families.base import Candidate, Family, Group, Member, PreviewLayout, image_member
 from fdgen.kernels import ifs3d
 from fdgen.kernels.ifs import fill_uniform
 from fdgen.kernels.rng import sample_state
@@ -107,21 +108,6 @@ class SearchSettings:
             1 <= self.maps_min <= self.maps_max <= 64, "--maps", "needs 1 <= MIN <= MAX <= 64"
         )
         check_option(self.seed >= 0, "--seed", "must be >= 0")
-
-
-SCORE_KEY = "variances"  # db.yaml's list of the kept categories' scores
-
-
-@dataclass
-class Candidate:
-    """One evaluated candidate. ``fill_rate`` is the search driver's generic score field:
-    here the smallest axis variance of the normalised cloud (0 for a non-finite cloud)."""
-
-    index: int
-    params: np.ndarray
-    fill_rate: float
-    diverged: bool
-    accepted: bool
 
 
 def candidate(settings: SearchSettings, index: int) -> tuple[np.ndarray, np.uint64]:
@@ -338,3 +324,56 @@ def preview_rows(db, settings: RenderSettings, categories: int, views: int) -> l
             [image.copy() for _, image, _ in renderer.render_group(db.params[c], c, 0, picks)]
         )
     return rows
+
+
+# --- the family -----------------------------------------------------------------------------
+
+
+@register_family("fractal3d")
+class Fractal3D(Family):
+    """3D fractals: a category is a 3D IFS whose cloud spreads on every axis; a sample is one
+    view of one instance model (an image), or the rotated cloud itself (``npy``)."""
+
+    category_suffix = CATEGORY_SUFFIX
+    SearchSettings = SearchSettings
+    RenderSettings = RenderSettings
+    score_name = "variances"  # a candidate's score: its smallest axis variance (0: not finite)
+    preview_layout = PreviewLayout("{shown} categories, {instances} views of each")
+
+    def format_category(self, params: np.ndarray) -> str:
+        return format_category(params)
+
+    def read_category(self, path: Path) -> np.ndarray:
+        return read_category(path)
+
+    def candidate_specs(self, settings: SearchSettings, start: int, rng_state, batch: int):
+        return candidate_specs(settings, start, rng_state, batch)
+
+    def evaluate_candidates(self, settings: SearchSettings, spec) -> list[Candidate]:
+        return evaluate_candidates(settings, spec)
+
+    def group_size(self, settings: RenderSettings) -> int:
+        return group_size(settings)
+
+    def renderer(self, settings: RenderSettings) -> Renderer:
+        return Renderer(settings)
+
+    def render_group(self, renderer: Renderer, group: Group, fmt: str):
+        """The views of one model: images (0 and WHITE only: 1-bit PNGs) or ``npy`` clouds."""
+        for instance, payload, fields in renderer.render_group(
+            group.params, group.unit, group.group, list(group.instances)
+        ):
+            if renderer.pointcloud:
+                member = {"npy": Member(payload, npy_bytes)}
+            else:
+                member = {fmt: image_member(payload, fmt, WHITE)}
+            yield self.category_sample(group, instance, member, fields)
+
+    def members(self, settings: RenderSettings, fmt: str) -> tuple[str, ...]:
+        return ("npy" if settings.output == "pointcloud" else fmt, "cls", "json")
+
+    def describe(self, db) -> list[tuple[str, str]]:
+        return [("maps", ifs_csv.maps_histogram(db.params))]
+
+    def preview_rows(self, db, settings: RenderSettings, categories: int, instances: int):
+        return preview_rows(db, settings, categories, instances)
