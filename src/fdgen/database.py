@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 
 from fdgen.errors import FdgenError
-from fdgen.families import get_family
+from fdgen.families import DEFAULT_TYPE, get_family
 
 CATEGORY_DIR = "categories"
 META_FILE = "db.yaml"
@@ -182,13 +182,13 @@ def load_database(path: str | Path) -> Database:
         )
     if meta is None:
         files = original_csv_files(folder)
-        meta = {"type": "fractal", "source": "original FractalDB CSV folder"}
-        family = get_family("fractal")
+        meta = {"type": DEFAULT_TYPE, "source": "original FractalDB CSV folder"}
+        family = get_family(DEFAULT_TYPE)
     else:
         family = get_family(meta["type"], where=f"{folder / META_FILE}: type")
         files = sorted(
             p
-            for p in (folder / CATEGORY_DIR).glob("*" + family.CATEGORY_SUFFIX)
+            for p in (folder / CATEGORY_DIR).glob("*" + family.category_suffix)
             if is_category_name(p.name)  # files of other names are not fdgen's
         )
         if len(files) != meta["categories"]:

@@ -24,8 +24,8 @@ FAMILIES = {
     "visualatom": "fdgen.families.visualatom",
     "segrcdb": "fdgen.families.segrcdb",
 }
-# The type of a folder of original FractalDB CSV files (no db.yaml).
-PLAIN_CSV_TYPE = "fractal"
+# The default --type, and the type of a folder of original FractalDB CSV files (no db.yaml).
+DEFAULT_TYPE = "fractal"
 
 _REGISTRY: dict[str, Family] = {}
 

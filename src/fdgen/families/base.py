@@ -47,10 +47,6 @@ class Candidate:
     diverged: bool = False
     accepted: bool = True
 
-    @property
-    def fill_rate(self) -> float | None:  # TODO(phase B): search.py reads ``score``
-        return self.score
-
 
 # --- samples and their members -------------------------------------------------------------
 
@@ -184,7 +180,6 @@ class Family(ABC):
     sample_unit: ClassVar[str] = "category"  # or "image": a sample draws on every category
     score_name: ClassVar[str | None] = None  # db.yaml key of the kept categories' scores
     target_member: ClassVar[str | None] = None  # member that is the target instead of cls
-    reads_plain_csv_folders: ClassVar[bool] = False  # a db.yaml-less CSV folder is this type
     preview_layout: ClassVar[PreviewLayout] = PreviewLayout()
 
     # --- category files
@@ -280,24 +275,3 @@ class Family(ABC):
         """What a contact sheet of ``preview_rows(db, _, categories, instances)`` shows."""
         shown = categories if self.sample_unit == "image" else min(categories, len(db))
         return self.preview_layout.text.format(shown=shown, instances=instances)
-
-    # --- TODO(phase B): names the generic modules still read; removed with them.
-
-    @property
-    def TYPE(self) -> str:  # noqa: N802
-        return self.type
-
-    @property
-    def CATEGORY_SUFFIX(self) -> str:  # noqa: N802
-        return self.category_suffix
-
-    @property
-    def SAMPLE_UNIT(self) -> str:  # noqa: N802
-        return self.sample_unit
-
-    @property
-    def SCORE_KEY(self) -> str:  # noqa: N802
-        return self.score_name or "fill_rates"
-
-    def Renderer(self, settings):  # noqa: N802
-        return self.renderer(settings)

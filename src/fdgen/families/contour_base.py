@@ -160,7 +160,6 @@ class ContourRenderer:
     def __init__(self, settings):
         self.settings = settings
         self.scale = settings.size / CANVAS
-        self.two_level_value = None  # TODO(phase B): read only by the old render.py
 
     def contours(self, params, category: int, instance: int) -> tuple[np.ndarray, np.ndarray]:
         """Vertex pixel positions (contours, vertices, 2) and grey levels of one instance."""

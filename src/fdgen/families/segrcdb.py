@@ -131,7 +131,6 @@ class Renderer:
     def __init__(self, settings: RenderSettings):
         self.settings = settings
         self.scale = settings.size / CANVAS
-        self.two_level_value = None  # TODO(phase B): read only by the old render.py
 
     def objects(self, categories: list[Category], image_index: int):
         """Yield (class id, vertex pixel positions, grey levels) of each object in drawing order.
