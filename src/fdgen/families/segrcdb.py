@@ -176,13 +176,6 @@ class Renderer:
                 _paint_ring(mask, pts[0], pts[-1], class_id)
         return image, mask, objects
 
-    def render_group(self, categories, category, group: int, instances: list[int]):
-        """Yield (image index, image, fields, {"seg.png": mask}) for each image index."""
-        for index in instances:
-            image, mask, objects = self.render(categories, index)
-            fields = {"objects": objects, "mask": self.settings.mask}
-            yield index, image, fields, {"seg.png": mask}
-
 
 def mask_colors(mask: np.ndarray) -> np.ndarray:
     """An RGB view of a mask for contact sheets: black background, one hue per class id."""
@@ -191,17 +184,6 @@ def mask_colors(mask: np.ndarray) -> np.ndarray:
     lut[0] = 0
     hsv = lut[mask]
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-
-
-def preview_rows(db, settings: RenderSettings, images: int, masks: int) -> list[list]:
-    """Contact-sheet rows: the first ``images`` images, then the masks of the first ``masks``."""
-    renderer = Renderer(settings)
-    count = max(images, masks)
-    rendered = [renderer.render(db.params, k)[:2] for k in range(count)]
-    firsts = [image for image, _ in rendered[:images]]
-    width = max(1, masks)  # image k sits above its mask
-    rows = [firsts[k : k + width] for k in range(0, len(firsts), width)]
-    return rows + [[mask_colors(mask) for _, mask in rendered[:masks]]]
 
 
 @register_family("segrcdb")
@@ -224,15 +206,21 @@ class SegRCDB(ContourFamily):
 
     def render_group(self, renderer: Renderer, group: Group, fmt: str) -> Iterator[Sample]:
         """One sample per image index: the image, its metadata and its mask."""
-        for index, image, fields, extra in renderer.render_group(
-            group.params, group.unit, group.group, group.instances
-        ):
-            key, meta = self.sample_key(group.unit, index), {"image": index, **fields}
-            mask = {"seg.png": image_member(extra["seg.png"], "png")}
-            yield Sample.build(key, {fmt: image_member(image, fmt)}, meta, None, mask)
+        for index in group.instances:
+            image, mask, objects = renderer.render(group.params, index)
+            meta = {"image": index, "objects": objects, "mask": renderer.settings.mask}
+            key, payload = self.sample_key(group.unit, index), {fmt: image_member(image, fmt)}
+            yield Sample.build(key, payload, meta, None, {"seg.png": image_member(mask, "png")})
 
     def members(self, settings, fmt: str) -> tuple[str, ...]:
         return (fmt, "json", "seg.png")
 
     def preview_rows(self, db, settings, categories: int, instances: int) -> list[list]:
-        return preview_rows(db, settings, categories, instances)
+        """The first ``categories`` images, then the masks of the first ``instances``."""
+        renderer = Renderer(settings)
+        count = max(categories, instances)
+        rendered = [renderer.render(db.params, k)[:2] for k in range(count)]
+        firsts = [image for image, _ in rendered[:categories]]
+        width = max(1, instances)  # image k sits above its mask
+        rows = [firsts[k : k + width] for k in range(0, len(firsts), width)]
+        return rows + [[mask_colors(mask) for _, mask in rendered[:instances]]]
