@@ -34,6 +34,10 @@ def register_family(name: str):
     """Class decorator: register a ``Family`` subclass under the database type ``name``."""
 
     def register(cls: type[Family]) -> type[Family]:
+        from fdgen.families.base import SAMPLE_UNITS, Family
+
+        if not issubclass(cls, Family) or cls.sample_unit not in SAMPLE_UNITS:
+            raise TypeError(f"{cls.__name__}: a Family subclass with sample_unit in {SAMPLE_UNITS}")
         cls.type = name
         _REGISTRY[name] = cls()
         return cls

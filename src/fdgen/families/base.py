@@ -260,13 +260,13 @@ class Family(ABC):
         renderer = self.renderer(settings)
         group_size = self.group_size(settings)
 
-        def first(unit: int, instance: int) -> np.ndarray:
+        def image_of(unit: int, instance: int) -> np.ndarray:
             group = Group(unit, instance // group_size, [instance], *self.unit_input(db, unit))
             return next(iter(self.render_group(renderer, group, "png"))).payload.copy()
 
-        firsts = [first(c, 0) for c in range(min(categories, len(db)))]
+        firsts = [image_of(c, 0) for c in range(min(categories, len(db)))]
         spread = np.linspace(0, settings.instances - 1, instances).round().astype(int)
-        variants = [first(0, i) for i in dict.fromkeys(spread.tolist())]
+        variants = [image_of(0, i) for i in dict.fromkeys(spread.tolist())]
         width = max(1, int(np.ceil(np.sqrt(len(firsts)))))
         rows = [firsts[k : k + width] for k in range(0, len(firsts), width)]
         return rows + [variants]
