@@ -160,3 +160,21 @@ def test_generic_modules_name_no_family_and_probe_nothing():
                 if not (isinstance(target, ast.Name) and target.id in ("os", "signal")):
                     found.append(f"{path.name}:{node.lineno} {called}")
     assert found == []
+
+
+def test_info_and_preview_report_what_each_family_declares(tmp_path):
+    from tiny_shards import make_db
+
+    fractal = make_db(tmp_path / "fractal", 3)
+    maps = sorted(len(p.read_text().splitlines()) for p in fractal.glob("*.csv"))
+    counts = ", ".join(f"{n}:{maps.count(n)}" for n in sorted(set(maps)))
+    info = cli("info", fractal)
+    assert info.exit_code == 0 and f"  maps        {counts}\n" in info.output
+    result = cli("preview", "--db", fractal, "--out", tmp_path / "f.png", "--instances", "4")
+    assert result.exit_code == 0 and "3 categories, 4 instances of the first" in result.output
+    seg = tmp_path / "seg"
+    assert cli("search", "--type", "segrcdb", "--categories", "3", "--out", seg).exit_code == 0
+    assert "maps" not in cli("info", seg).output
+    result = cli("preview", "--db", seg, "--out", tmp_path / "s.png", "--categories", "4",
+                 "--instances", "2", "--thumb", "32")  # fmt: skip
+    assert result.exit_code == 0 and "4 images, masks of the first 2" in result.output
