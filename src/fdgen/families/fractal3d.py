@@ -16,7 +16,6 @@ perspective camera at distance 4 and drawn as white pixels on black, or, with
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +24,19 @@ import numpy as np
 
 from fdgen.errors import check_option
 from fdgen.families import ifs_csv, register_family
-from fdgen.families.base import Candidate, Family, Group, Member, PreviewLayout, image_member
+from fdgen.families.base import (
+    Candidate,
+    Family,
+    Group,
+    Member,
+    PreviewLayout,
+    image_member,
+    npy_bytes,
+)
 from fdgen.kernels import ifs3d
 from fdgen.kernels.ifs import fill_uniform
 from fdgen.kernels.rng import sample_state
 
-TYPE = "fractal3d"
 CATEGORY_SUFFIX = ".csv"
 PARAMS = 12  # a..l per map
 COLUMNS = PARAMS + 1  # and p
@@ -251,13 +257,6 @@ def instance_fields(settings: RenderSettings, instance: int) -> dict:
     return {"model": (instance // VIEWS) % settings.models, "view": instance % VIEWS}
 
 
-def npy_bytes(array: np.ndarray) -> bytes:
-    """``.npy`` file bytes of an array (deterministic: the header holds only dtype and shape)."""
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
 class Renderer:
     """Renders the instances of 3D categories; holds scratch buffers for reuse."""
 
@@ -267,8 +266,6 @@ class Renderer:
         self.image = np.zeros((settings.size, settings.size), np.uint8)
         self.focal = 1.0 / math.tan(math.radians(FOV_DEG) / 2.0)
         self.pointcloud = settings.output == "pointcloud"
-        # Images hold only 0 and WHITE: the encoder may use a 1-bit PNG.
-        self.two_level_value = None if self.pointcloud else WHITE
 
     def cloud(self, params: np.ndarray, category: int, model: int) -> tuple[np.ndarray, bool]:
         """Normalised, centred point cloud of one model (a view into a reused buffer) and
@@ -307,23 +304,6 @@ class Renderer:
             else:
                 image, drawn = self.project(pts, rot)
                 yield instance, image, {**fields, "points_drawn": drawn}
-
-    def encode(self, payload: np.ndarray, fmt: str) -> dict[str, bytes] | None:
-        """Tar members of a non-image payload (``npy`` for point clouds); None for images."""
-        return {"npy": npy_bytes(payload)} if self.pointcloud else None
-
-
-def preview_rows(db, settings: RenderSettings, categories: int, views: int) -> list[list]:
-    """Contact-sheet rows: each of the first categories (model 0) from ``views`` views."""
-    settings = dataclasses.replace(settings, output="image")
-    renderer = Renderer(settings)
-    picks = np.linspace(0, VIEWS - 1, min(views, VIEWS)).round().astype(int).tolist()
-    rows = []
-    for c in range(min(categories, len(db))):
-        rows.append(
-            [image.copy() for _, image, _ in renderer.render_group(db.params[c], c, 0, picks)]
-        )
-    return rows
 
 
 # --- the family -----------------------------------------------------------------------------
@@ -376,4 +356,13 @@ class Fractal3D(Family):
         return [("maps", ifs_csv.maps_histogram(db.params))]
 
     def preview_rows(self, db, settings: RenderSettings, categories: int, instances: int):
-        return preview_rows(db, settings, categories, instances)
+        """Each of the first categories (model 0) from ``instances`` views."""
+        settings = dataclasses.replace(settings, output="image")
+        renderer = Renderer(settings)
+        picks = np.linspace(0, VIEWS - 1, min(instances, VIEWS)).round().astype(int).tolist()
+        rows = []
+        for c in range(min(categories, len(db))):
+            rows.append(
+                [image.copy() for _, image, _ in renderer.render_group(db.params[c], c, 0, picks)]
+            )
+        return rows
