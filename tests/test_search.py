@@ -207,11 +207,11 @@ def test_a_killed_extension_is_never_taken_for_complete_and_resumes_exactly(
 
 
 def test_every_familys_category_files_are_known_as_fdgens():
-    # --force and the stale-file cleanup remove only names in CATEGORY_SUFFIXES.
-    from fdgen.database import CATEGORY_SUFFIXES, is_category_name
-    from fdgen.families import FAMILIES, get_family
+    # --force and the stale-file cleanup remove only names with a family's category suffix.
+    from fdgen.database import is_category_name
+    from fdgen.families import FAMILIES, category_suffixes, get_family
 
     for name in FAMILIES:
-        suffix = get_family(name).CATEGORY_SUFFIX
-        assert suffix in CATEGORY_SUFFIXES and is_category_name("00042" + suffix), name
-    assert not is_category_name("readme.csv") and not is_category_name("00042.txt")
+        suffix = get_family(name).category_suffix
+        assert suffix in category_suffixes() and is_category_name("00042" + suffix), name
+    assert not is_category_name("readme.csv") and not is_category_name("00042.png")

@@ -24,12 +24,11 @@ import numpy as np
 import yaml
 
 from fdgen.errors import FdgenError
-from fdgen.families import DEFAULT_TYPE, get_family
+from fdgen.families import DEFAULT_TYPE, category_suffixes, get_family
 
 CATEGORY_DIR = "categories"
 META_FILE = "db.yaml"
 PROGRESS_FILE = "search-progress.json"
-CATEGORY_SUFFIXES = (".csv", ".yaml")  # the CATEGORY_SUFFIX of every family
 
 
 def atomic_target(name: str) -> str:
@@ -43,7 +42,7 @@ def atomic_target(name: str) -> str:
 def is_category_name(name: str) -> bool:
     """Whether ``name`` is one fdgen's search gives a category file (``00042.csv``)."""
     stem, _, suffix = name.partition(".")
-    return stem.isdigit() and "." + suffix in CATEGORY_SUFFIXES
+    return stem.isdigit() and "." + suffix in category_suffixes()
 
 
 def written_by_search(path: Path, in_categories: bool) -> bool:

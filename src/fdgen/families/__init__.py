@@ -50,6 +50,13 @@ def family_names() -> list[str]:
     return list(dict.fromkeys([*FAMILIES, *_REGISTRY]))
 
 
+def category_suffixes() -> frozenset[str]:
+    """The category file suffix of every family (imports the built-in ones)."""
+    for name in FAMILIES:
+        get_family(name)
+    return frozenset(family.category_suffix for family in _REGISTRY.values())
+
+
 def get_family(name: str, where: str = "--type") -> Family:
     """The family of a type name; a clear error names the allowed types."""
     if name not in _REGISTRY and name in FAMILIES:

@@ -21,7 +21,6 @@ from fdgen.families.base import Candidate, Family, Group, image_member
 from fdgen.kernels import ifs
 from fdgen.kernels.rng import sample_state
 
-TYPE = "fractal"
 CATEGORY_SUFFIX = ".csv"
 DRAW_MODES = ("patch_gray", "patch_color", "point_gray", "point_color")
 GRAY_VALUE = 127
@@ -281,8 +280,6 @@ class Renderer:
         channels = 1 if self.gray else 3
         self.image = np.zeros((settings.size, settings.size, channels), np.uint8)
         self.colors = np.array([[GRAY_VALUE]], np.uint8) if self.gray else hue_colors()
-        # Grey images hold only 0 and GRAY_VALUE: the encoder may use a 1-bit PNG.
-        self.two_level_value = GRAY_VALUE if self.gray else None
         self.weights = weight_table(settings.weight_delta)
 
     def render_variant(self, params: np.ndarray, category: int, variant: int):
