@@ -201,7 +201,8 @@ class Family(ABC):
 
     @abstractmethod
     def evaluate_candidates(self, settings, spec) -> list[Candidate]:
-        """Evaluate one batch of candidates (runs in a worker process)."""
+        """Evaluate one batch of candidates (runs in a worker process, possibly in threads:
+        it keeps no scratch state between calls)."""
 
     # --- render
 
@@ -229,8 +230,8 @@ class Family(ABC):
 
     @abstractmethod
     def renderer(self, settings) -> Any:
-        """A new renderer with its own scratch buffers; the caller owns it (one per thread
-        or task), and passes it to ``render_group``."""
+        """A new renderer with its own scratch buffers. The caller owns it and passes it to
+        ``render_group``; it is used by one task at a time, never by two threads at once."""
 
     @abstractmethod
     def render_group(self, renderer, group: Group, fmt: str) -> Iterator[Sample]:
