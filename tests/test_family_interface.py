@@ -178,3 +178,36 @@ def test_info_and_preview_report_what_each_family_declares(tmp_path):
     result = cli("preview", "--db", seg, "--out", tmp_path / "s.png", "--categories", "4",
                  "--instances", "2", "--thumb", "32")  # fmt: skip
     assert result.exit_code == 0 and "4 images, masks of the first 2" in result.output
+
+
+def test_verify_expects_the_members_the_family_declares(tmp_path):
+    """A SegRCDB shard whose samples lost their seg.png mask (sidecar resealed to match) is
+    reported: verify's schema is the family's declared members, not a fixed cls/json rule."""
+    import hashlib
+    import io
+    import tarfile
+
+    db = tmp_path / "db"
+    assert cli("search", "--type", "segrcdb", "--categories", "3", "--out", db).exit_code == 0
+    shards = tmp_path / "shards"
+    result = cli("render", "--db", db, "--shards", shards, "--images", "4", "--objects", "2",
+                 "--size", "32", "--samples-per-shard", "2", "--workers", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert cli("verify", shards).exit_code == 0
+    shard = shards / "shard-000000.tar"
+    kept = io.BytesIO()
+    with tarfile.open(shard) as src, tarfile.open(fileobj=kept, mode="w") as dst:
+        for member in src:
+            if not member.name.endswith(".seg.png"):
+                dst.addfile(member, src.extractfile(member))
+    shard.write_bytes(kept.getvalue())
+    sidecar = shards / "shard-000000.json"
+    record = json.loads(sidecar.read_text())
+    record |= {
+        "bytes": shard.stat().st_size,
+        "sha256": hashlib.sha256(shard.read_bytes()).hexdigest(),
+    }
+    sidecar.write_text(json.dumps(record))
+    result = cli("verify", shards)
+    assert result.exit_code == 1
+    assert "sample img00000000: no seg.png member" in result.output, result.output

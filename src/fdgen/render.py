@@ -111,9 +111,8 @@ def shard_samples(task: ShardTask) -> Iterator[Sample]:
     """
     family = get_family(task.type)
     with _borrowed_renderer(task.type, task.settings) as renderer:
-        for unit, group, instances in task.members:
-            params, file = task.inputs[unit]
-            group = Group(unit, group, instances, params, file)
+        for unit, number, instances in task.members:
+            group = Group(unit, number, instances, *task.inputs[unit])
             yield from family.render_group(renderer, group, task.fmt)
 
 
