@@ -88,7 +88,7 @@ class Member:
     value: Any
     encode: Callable[[Any], bytes]
 
-    def bytes(self) -> bytes:
+    def encoded(self) -> bytes:
         return self.encode(self.value)
 
 
@@ -125,8 +125,8 @@ class Sample:
         members, laid out in tar order."""
         members = dict(payload)
         if label is not None:
-            members["cls"] = Member(label, _text)
-        members["json"] = Member(meta, _json)
+            members["cls"] = Member(label, ENCODERS["cls"])
+        members["json"] = Member(meta, ENCODERS["json"])
         members.update(extra or {})
         return cls(key, members, meta, label)
 
@@ -141,7 +141,7 @@ class Sample:
 
     def encoded(self) -> dict[str, bytes]:
         """Every member's bytes by name, in tar order."""
-        return {name: m.bytes() for name, m in self.members.items()}
+        return {name: m.encoded() for name, m in self.members.items()}
 
 
 @dataclass(frozen=True)
