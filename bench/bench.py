@@ -28,7 +28,7 @@ import numpy as np
 
 from fdgen.database import load_database
 from fdgen.encode import encode_image
-from fdgen.families import fractal2d
+from fdgen.families import fractal2d, get_family
 from fdgen.kernels import ifs
 from fdgen.kernels.rng import sample_state
 from fdgen.render import render_dataset
@@ -70,7 +70,7 @@ def make_database(root: Path, categories: int) -> Path:
     """The first ``categories`` FractalDB-1k categories, from fdgen's legacy search."""
     out = root / f"db{categories}"
     settings = fractal2d.SearchSettings(categories=categories, seed=1, rng="legacy")
-    run_search(fractal2d, settings, out, workers=2, show_progress=False)
+    run_search(get_family("fractal"), settings, out, workers=2, show_progress=False)
     return out
 
 

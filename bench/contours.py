@@ -25,17 +25,17 @@ import time
 import numpy as np
 
 from fdgen.encode import encode_image
-from fdgen.families import rcdb, segrcdb, visualatom
+from fdgen.families import get_family, segrcdb
 
-TYPES = {"rcdb": rcdb, "visualatom": visualatom, "segrcdb": segrcdb}
+TYPES = ("rcdb", "visualatom", "segrcdb")
 
 
 def _render_jobs(type_: str, categories: int, instances: int, size: int):
     """A function that renders every image of one run (and, if asked, encodes it)."""
-    family = TYPES[type_]
+    family = get_family(type_)
     if type_ == "segrcdb":
         cats = [family.sample_category(0, k) for k in range(segrcdb.MAX_CLASSES)]
-        renderer = family.Renderer(family.RenderSettings(size=size, images=categories))
+        renderer = family.renderer(family.RenderSettings(size=size, images=categories))
 
         def run(encode: bool) -> int:
             for k in range(categories * instances):
@@ -47,7 +47,7 @@ def _render_jobs(type_: str, categories: int, instances: int, size: int):
 
         return run
     cats = [family.sample_category(0, k) for k in range(categories)]
-    renderer = family.Renderer(family.RenderSettings(size=size, instances=instances))
+    renderer = family.renderer(family.RenderSettings(size=size, instances=instances))
 
     def run(encode: bool) -> int:
         for c, params in enumerate(cats):
@@ -75,7 +75,7 @@ def python_loop_baseline(type_: str, categories: int, instances: int, size: int)
     """Images/s of the published algorithm written as the original's per-vertex Python loops."""
     from PIL import Image, ImageDraw
 
-    family = TYPES[type_]
+    family = get_family(type_)
     cats = [family.sample_category(0, k) for k in range(categories)]
     rnd = random.Random(1)
     start = time.perf_counter()

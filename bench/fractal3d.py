@@ -17,6 +17,7 @@ from pathlib import Path
 from fdgen.database import load_database
 from fdgen.encode import encode_image
 from fdgen.families import fractal3d as f3
+from fdgen.families import get_family
 from fdgen.render import render_dataset
 from fdgen.search import run_search
 
@@ -43,7 +44,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "db"
-        run_search(f3, f3.SearchSettings(categories=8), out, workers=1, show_progress=False)
+        search = f3.SearchSettings(categories=8)
+        run_search(get_family("fractal3d"), search, out, workers=1, show_progress=False)
         db = load_database(out)
         settings = f3.RenderSettings(points=args.points, views=args.views, instances=120)
         kernel_rate(db, settings, 1)  # compile / warm up

@@ -25,7 +25,7 @@ import numpy as np
 
 from fdgen.database import load_database
 from fdgen.encode import _with_filter_bytes
-from fdgen.families import contour_base, fractal2d, fractal3d, rcdb, segrcdb, visualatom
+from fdgen.families import contour_base, fractal2d, fractal3d, get_family, segrcdb
 from fdgen.kernels.deflate import deflate as fdgen_deflate
 from fdgen.search import run_search
 
@@ -61,7 +61,7 @@ def _scanlines(image: np.ndarray, two_level: bool) -> np.ndarray:
 
 def _grouped(family, settings, params, count: int, categories: int, per_category: int):
     """``count`` images: ``per_category`` instances of each category, rendered group by group."""
-    renderer = family.Renderer(settings)
+    renderer = family.renderer(settings)
     group = family.group_size(settings)
     images = []
     for c in range(categories):
@@ -78,16 +78,18 @@ def family_images(root: Path, count: int) -> dict[str, tuple[list[np.ndarray], b
     per = 10
     cats = -(-count // per)
     db2 = root / "fractal"
-    run_search(fractal2d, fractal2d.SearchSettings(categories=cats), db2, 1, show_progress=False)
+    search2 = fractal2d.SearchSettings(categories=cats)
+    run_search(get_family("fractal"), search2, db2, 1, show_progress=False)
     params2 = load_database(db2).params
     for draw, name in (
         ("patch_gray", "FractalDB grey, 362 px 1-bit"),
         ("patch_color", "FractalDB colour, 362 px RGB"),
     ):
         settings = fractal2d.RenderSettings(draw=draw, instances=per)
-        images, renderer = _grouped(fractal2d, settings, params2, count, cats, per)
-        out[name] = (images, renderer.two_level_value is not None)
-    for family, name in ((rcdb, "RCDB, 512 px grey"), (visualatom, "VisualAtom, 512 px grey")):
+        images, _ = _grouped(get_family("fractal"), settings, params2, count, cats, per)
+        out[name] = (images, draw.endswith("_gray"))
+    for type_, name in (("rcdb", "RCDB, 512 px grey"), ("visualatom", "VisualAtom, 512 px grey")):
+        family = get_family(type_)
         db = root / name.split(",")[0]
         run_search(family, contour_base.SearchSettings(categories=cats), db, 1, show_progress=False)
         settings = family.RenderSettings(instances=per)
@@ -96,16 +98,18 @@ def family_images(root: Path, count: int) -> dict[str, tuple[list[np.ndarray], b
             False,
         )
     dbs = root / "segrcdb"
-    run_search(segrcdb, segrcdb.SearchSettings(), dbs, 1, show_progress=False)
+    run_search(get_family("segrcdb"), segrcdb.SearchSettings(), dbs, 1, show_progress=False)
     renderer = segrcdb.Renderer(segrcdb.RenderSettings(images=count))
     pairs = [renderer.render(load_database(dbs).params, k)[:2] for k in range(count)]
     out["SegRCDB image, 512 px grey"] = ([p[0].copy() for p in pairs], False)
     out["SegRCDB mask (lines), 512 px grey"] = ([p[1].copy() for p in pairs], False)
     db3 = root / "fractal3d"
     cats3 = -(-count // 60)
-    run_search(fractal3d, fractal3d.SearchSettings(categories=cats3), db3, 1, show_progress=False)
+    search3 = fractal3d.SearchSettings(categories=cats3)
+    run_search(get_family("fractal3d"), search3, db3, 1, show_progress=False)
     settings = fractal3d.RenderSettings(instances=60, models=5)
-    images, _ = _grouped(fractal3d, settings, load_database(db3).params, count, cats3, 60)
+    params3 = load_database(db3).params
+    images, _ = _grouped(get_family("fractal3d"), settings, params3, count, cats3, 60)
     out["3D, 224 px 1-bit"] = (images, True)
     return out
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from fdgen.cli import main
 from fdgen.database import load_database
 from fdgen.errors import FdgenError
-from fdgen.families import contour_base, rcdb, segrcdb, visualatom
+from fdgen.families import contour_base, get_family, rcdb, segrcdb, visualatom
 from fdgen.kernels import contours as kc
 from fdgen.kernels.rng import sample_state
 from fdgen.render import render_dataset
@@ -159,23 +159,25 @@ def test_segrcdb_parameter_distributions():
 
 
 def test_category_depends_only_on_seed_and_index():
-    batch = rcdb.evaluate_candidates(contour_base.SearchSettings(5, seed=9), ("contour", 40, 3))
+    family = get_family("rcdb")
+    batch = family.evaluate_candidates(contour_base.SearchSettings(5, seed=9), ("contour", 40, 3))
     assert [c.index for c in batch] == [40, 41, 42]
     assert all(c.accepted for c in batch)
     assert [c.params for c in batch] == [rcdb.sample_category(9, k) for k in (40, 41, 42)]
     assert rcdb.sample_category(9, 40) != rcdb.sample_category(10, 40)
 
 
-@pytest.mark.parametrize("family", [rcdb, visualatom, segrcdb])
-def test_category_files_round_trip(tmp_path, family):
+@pytest.mark.parametrize("type_", ["rcdb", "visualatom", "segrcdb"])
+def test_category_files_round_trip(tmp_path, type_):
+    family = get_family(type_)
     params = family.sample_category(4, 2)
-    path = tmp_path / ("00002" + family.CATEGORY_SUFFIX)
+    path = tmp_path / ("00002" + family.category_suffix)
     path.write_text(family.format_category(params))
     assert family.read_category(path) == params
 
 
 def test_category_file_errors_name_file_and_field(tmp_path):
-    good = rcdb.format_category(rcdb.sample_category(0, 0))
+    good = get_family("rcdb").format_category(rcdb.sample_category(0, 0))
     path = tmp_path / "00000.yaml"
     cases = {
         "vertices": (good.replace("vertices:", "# vertices:"), "field vertices is missing"),
@@ -197,7 +199,7 @@ def test_category_file_errors_name_file_and_field(tmp_path):
     for text, message in cases.values():
         path.write_text(text)
         with pytest.raises(FdgenError) as err:
-            rcdb.read_category(path)
+            get_family("rcdb").read_category(path)
         assert str(path) in err.value.message and message in err.value.message
 
 
@@ -215,7 +217,7 @@ def _ellipse_category(**kw):
 
 def test_rcdb_without_noise_draws_a_one_pixel_ellipse_on_white():
     params = _ellipse_category(step=0.5, contours=1)
-    image = rcdb.Renderer(rcdb.RenderSettings(size=512, instances=1)).render(params, 0, 0)
+    image = rcdb.Renderer(contour_base.RenderSettings(size=512, instances=1)).render(params, 0, 0)
     ys, xs = np.nonzero(image != rcdb.BACKGROUND)
     assert image[0, 0] == 255 and (image == 255).mean() > 0.98
     # Every drawn pixel lies on the ellipse of radius (60 + step) * oval (noise is 0).
@@ -232,7 +234,7 @@ def test_rcdb_without_noise_draws_a_one_pixel_ellipse_on_white():
 
 def test_visualatom_background_black_and_grey_levels_from_orbits():
     params = visualatom.sample_category(1, 5)
-    renderer = visualatom.Renderer(visualatom.RenderSettings(size=256, instances=2))
+    renderer = visualatom.Renderer(contour_base.RenderSettings(size=256, instances=2))
     image = renderer.render(params, 5, 1)
     pts, grays = renderer.contours(params, 5, 1)
     assert image.dtype == np.uint8 and image.shape == (256, 256)
@@ -250,7 +252,7 @@ def test_visualatom_sine_terms_accumulate_over_orbits():
     params = replace(visualatom.sample_category(0, 0), perlin=0.0, step=0.0, n1=3, n2=0)
     params = replace(params, radius=20, oval_x=1.0, oval_y=1.0, orbits=5, vertices=360)
     params = replace(params, centre_x=256.0, centre_y=256.0)
-    renderer = visualatom.Renderer(visualatom.RenderSettings(size=512, instances=1))
+    renderer = visualatom.Renderer(contour_base.RenderSettings(size=512, instances=1))
     pts, _ = renderer.contours(params, 0, 0)
     t = 2 * np.pi * np.arange(360) / 360
     for k in range(5):
@@ -261,7 +263,7 @@ def test_visualatom_sine_terms_accumulate_over_orbits():
 
 @pytest.mark.parametrize("family", [rcdb, visualatom])
 def test_more_orbits_give_more_contour_pixels(family):
-    renderer = family.Renderer(family.RenderSettings(size=256, instances=1))
+    renderer = family.Renderer(contour_base.RenderSettings(size=256, instances=1))
     field = "contours" if family is rcdb else "orbits"
     few = many = 0
     for k in range(6):
@@ -274,17 +276,17 @@ def test_more_orbits_give_more_contour_pixels(family):
 @pytest.mark.parametrize("family", [rcdb, visualatom])
 def test_instances_deterministic_and_distinct(family):
     params = family.sample_category(0, 3)
-    a = family.Renderer(family.RenderSettings(size=128, instances=3))
-    b = family.Renderer(family.RenderSettings(size=128, instances=3))
+    a = family.Renderer(contour_base.RenderSettings(size=128, instances=3))
+    b = family.Renderer(contour_base.RenderSettings(size=128, instances=3))
     assert a.render(params, 3, 1).tobytes() == b.render(params, 3, 1).tobytes()
     assert not np.array_equal(a.render(params, 3, 1), a.render(params, 3, 2))
-    other_seed = family.Renderer(family.RenderSettings(size=128, instances=3, seed=1))
+    other_seed = family.Renderer(contour_base.RenderSettings(size=128, instances=3, seed=1))
     assert not np.array_equal(a.render(params, 3, 1), other_seed.render(params, 3, 1))
 
 
 def test_rcdb_instance_zero_keeps_category_geometry():
     params = _ellipse_category(step=0.0, contours=1)
-    renderer = rcdb.Renderer(rcdb.RenderSettings(size=512, instances=2))
+    renderer = rcdb.Renderer(contour_base.RenderSettings(size=512, instances=2))
     pts0, _ = renderer.contours(params, 0, 0)
     assert abs(pts0[0, :, 0].mean() - 256) < 1 and pts0[0, :, 0].max() == 256 + 90
     pts1, _ = renderer.contours(params, 0, 1)  # radius, oval rates and centre redrawn
@@ -368,7 +370,7 @@ def test_rcdb_search_render_and_read_back_with_webdataset(tmp_path):
     assert code == 0, out
     samples = _read_shards(tmp_path / "shards")
     assert len(samples) == 9
-    renderer = rcdb.Renderer(rcdb.RenderSettings(size=96, instances=3))
+    renderer = rcdb.Renderer(contour_base.RenderSettings(size=96, instances=3))
     seen = set()
     for s in samples:
         meta = s["json"]
@@ -386,16 +388,15 @@ def _shard_digests(folder: Path) -> dict:
 
 
 def test_shards_identical_for_one_and_two_workers(tmp_path):
-    for family, type_ in [(visualatom, "visualatom"), (segrcdb, "segrcdb")]:
-        settings = contour_base.SearchSettings(categories=3, seed=1)
-        if family is segrcdb:
-            settings = segrcdb.SearchSettings(categories=3, seed=1)
+    for type_ in ["visualatom", "segrcdb"]:
+        family = get_family(type_)
+        settings = family.SearchSettings(categories=3, seed=1)
         run_search(family, settings, tmp_path / type_, workers=1, show_progress=False)
         db = load_database(tmp_path / type_)
-        if family is segrcdb:
+        if type_ == "segrcdb":
             render = segrcdb.RenderSettings(size=64, images=6, objects=4)
         else:
-            render = visualatom.RenderSettings(size=64, instances=3)
+            render = contour_base.RenderSettings(size=64, instances=3)
         one = tmp_path / f"{type_}-1"
         two = tmp_path / f"{type_}-2"
         render_dataset(db, render, one, samples_per_shard=2, workers=1)
@@ -404,7 +405,12 @@ def test_shards_identical_for_one_and_two_workers(tmp_path):
 
 
 def test_segrcdb_shards_carry_image_and_mask(tmp_path):
-    run_search(segrcdb, segrcdb.SearchSettings(categories=5, seed=2), tmp_path / "db", workers=1)
+    run_search(
+        get_family("segrcdb"),
+        segrcdb.SearchSettings(categories=5, seed=2),
+        tmp_path / "db",
+        workers=1,
+    )
     code, out = _cli(
         "render", "--db", tmp_path / "db", "--images", 4, "--objects", 5, "--mask", "filled",
         "--size", 96, "--workers", 1, "--shards", tmp_path / "shards", "--samples-per-shard", 2,
@@ -430,10 +436,14 @@ def test_segrcdb_shards_carry_image_and_mask(tmp_path):
 
 
 def test_options_that_do_not_apply_are_errors(tmp_path):
-    run_search(segrcdb, segrcdb.SearchSettings(categories=2), tmp_path / "seg", workers=1)
+    run_search(
+        get_family("segrcdb"), segrcdb.SearchSettings(categories=2), tmp_path / "seg", workers=1
+    )
     code, out = _cli("render", "--db", tmp_path / "seg", "--instances", 3)
     assert code != 0 and "--instances does not apply to type segrcdb" in out
-    run_search(rcdb, contour_base.SearchSettings(categories=2), tmp_path / "rc", workers=1)
+    run_search(
+        get_family("rcdb"), contour_base.SearchSettings(categories=2), tmp_path / "rc", workers=1
+    )
     code, out = _cli("render", "--db", tmp_path / "rc", "--images", 3)
     assert code != 0 and "--images does not apply to type rcdb" in out
     code, out = _cli("search", "--type", "rcdb", "--fill-rate", 0.3, "--out", tmp_path / "x")
@@ -445,9 +455,8 @@ def test_options_that_do_not_apply_are_errors(tmp_path):
 
 @pytest.mark.parametrize("type_", ["rcdb", "visualatom", "segrcdb"])
 def test_preview_works(tmp_path, type_):
-    family = {"rcdb": rcdb, "visualatom": visualatom, "segrcdb": segrcdb}[type_]
-    settings = family.SearchSettings(categories=4) if type_ == "segrcdb" else None
-    run_search(family, settings or contour_base.SearchSettings(categories=4), tmp_path / "db")
+    family = get_family(type_)
+    run_search(family, family.SearchSettings(categories=4), tmp_path / "db")
     code, out = _cli(
         "preview", "--db", tmp_path / "db", "--out", tmp_path / "p.png", "--categories", 4,
         "--instances", 2, "--thumb", 32,
@@ -510,7 +519,7 @@ def slow_contours(stream, n, m, radius, ox, oy, cx, cy, amp, offset, step, sines
 
 def test_rcdb_instance_matches_slow_reimplementation():
     params = rcdb.Category(7, 5, 2.7, 0.06, 40, 1.3, 1.8, 200.0, 300.5)
-    renderer = rcdb.Renderer(rcdb.RenderSettings(size=512, instances=3, seed=4))
+    renderer = rcdb.Renderer(contour_base.RenderSettings(size=512, instances=3, seed=4))
     for instance in (0, 2):
         stream = SlowStream(sample_state(4, 11, instance))
         geometry = (40, 1.3, 1.8, 200.0, 300.5)
@@ -527,7 +536,7 @@ def test_rcdb_instance_matches_slow_reimplementation():
 
 def test_visualatom_instance_matches_slow_reimplementation():
     params = visualatom.Category(9, 4, 3.1, 0.08, 25, 5, 2, 1.1, 1.6, 250.0, 260.0)
-    renderer = visualatom.Renderer(visualatom.RenderSettings(size=256, instances=3, seed=2))
+    renderer = visualatom.Renderer(contour_base.RenderSettings(size=256, instances=3, seed=2))
     angle = 2 * math.pi / 9
     sines = [0.5 * math.sin(angle * v * 5) + 0.5 * math.sin(angle * v * 2) for v in range(9)]
     stream = SlowStream(sample_state(2, 6, 1))
@@ -568,7 +577,7 @@ def test_polylines_kernel_matches_opencv(span):
 
 @pytest.mark.parametrize("family", [rcdb, visualatom])
 def test_polylines_kernel_matches_opencv_on_real_contours(family):
-    renderer = family.Renderer(family.RenderSettings(size=200))
+    renderer = family.Renderer(contour_base.RenderSettings(size=200))
     for category in range(6):
         params = family.sample_category(9, category)
         pts, grays = renderer.contours(params, category, 1)

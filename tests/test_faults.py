@@ -194,14 +194,14 @@ def test_second_render_into_the_same_folder_is_refused(tiny, tmp_path):
 # Loaded into one worker only: it SIGKILLs its own process at its third image, mid-shard.
 KILLER_PRELOAD = """
 import os, signal
-import fdgen.render as render
-encode, count = render.encode_image, [0]
+from fdgen.families.base import Sample
+encode, count = Sample.encoded, [0]
 def wrapped(*args, **kwargs):
     count[0] += 1
     if count[0] == 3:
         os.kill(os.getpid(), signal.SIGKILL)
     return encode(*args, **kwargs)
-render.encode_image = wrapped
+Sample.encoded = wrapped
 """
 
 
@@ -711,7 +711,7 @@ def test_random_category_files_of_other_families_load_or_fail_clearly(family, da
         valid = module.format_category(module.sample_category(0, 0))
         content = data.draw(damaged_versions(valid.encode(), "yaml") | YAML_ONLY)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"00000{module.CATEGORY_SUFFIX}"
+        path = Path(tmp) / f"00000{module.category_suffix}"
         path.write_bytes(content)
         try:
             params = module.read_category(path)

@@ -17,6 +17,7 @@ from fdgen.cli import main
 from fdgen.database import load_database
 from fdgen.errors import FdgenError
 from fdgen.families import fractal3d as f3
+from fdgen.families import get_family
 from fdgen.render import render_dataset
 from fdgen.search import run_search
 
@@ -103,7 +104,8 @@ def gl_project(pts: np.ndarray, azimuth: float, elevation: float, size: int) -> 
 def db3(tmp_path_factory) -> Path:
     """A small searched 3D database (6 categories)."""
     out = tmp_path_factory.mktemp("db3") / "db"
-    run_search(f3, f3.SearchSettings(categories=6), out, workers=1, show_progress=False)
+    settings = f3.SearchSettings(categories=6)
+    run_search(get_family("fractal3d"), settings, out, workers=1, show_progress=False)
     return out
 
 
@@ -127,11 +129,11 @@ def test_search_matches_slow_reference_and_filter():
         if low is None:
             assert cand.diverged and not cand.accepted
             continue
-        assert cand.fill_rate == pytest.approx(low, rel=1e-6)
+        assert cand.score == pytest.approx(low, rel=1e-6)
         assert cand.accepted == (low > settings.variance)
     # A stricter threshold rejects a cloud the default accepted.
     best = kinds["accepted"][0]
-    strict = f3.SearchSettings(variance=best.fill_rate + 1e-3)
+    strict = f3.SearchSettings(variance=best.score + 1e-3)
     assert not f3.evaluate(strict, best.index).accepted
 
 
@@ -168,8 +170,8 @@ def test_searched_categories_satisfy_filter(db3):
 
 def test_search_parallel_is_deterministic(tmp_path):
     settings = f3.SearchSettings(categories=4)
-    run_search(f3, settings, tmp_path / "a", workers=1, show_progress=False)
-    run_search(f3, settings, tmp_path / "b", workers=2, show_progress=False)
+    run_search(get_family("fractal3d"), settings, tmp_path / "a", workers=1, show_progress=False)
+    run_search(get_family("fractal3d"), settings, tmp_path / "b", workers=2, show_progress=False)
     files_a = sorted((tmp_path / "a" / "categories").iterdir())
     files_b = sorted((tmp_path / "b" / "categories").iterdir())
     assert [p.read_bytes() for p in files_a] == [p.read_bytes() for p in files_b]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fdgen.database import load_database
-from fdgen.families import contour_base, fractal3d, rcdb, segrcdb
+from fdgen.families import contour_base, fractal3d, get_family, segrcdb
 from fdgen.render import render_dataset
 from fdgen.search import run_search
 from test_scaleout import _members, _rewrite
@@ -103,8 +103,8 @@ def test_rerender_zero_compares_nothing(tiny):
     assert result.exit_code == 0 and "fresh render" not in result.output, result.output
 
 
-def _contour_db(root: Path, family, settings) -> Path:
-    run_search(family, settings, root / "db", workers=1, show_progress=False)
+def _contour_db(root: Path, type_: str, settings) -> Path:
+    run_search(get_family(type_), settings, root / "db", workers=1, show_progress=False)
     return root / "db"
 
 
@@ -114,15 +114,15 @@ def _contour_db(root: Path, family, settings) -> Path:
 )
 def test_untouched_renders_pass_and_a_swapped_member_fails(tmp_path, case):
     if case == "rcdb":
-        db = _contour_db(tmp_path, rcdb, contour_base.SearchSettings(categories=2, seed=1))
-        settings, ext = rcdb.RenderSettings(size=48, instances=3), "png"
+        db = _contour_db(tmp_path, "rcdb", contour_base.SearchSettings(categories=2, seed=1))
+        settings, ext = contour_base.RenderSettings(size=48, instances=3), "png"
     elif case == "segrcdb":
-        db = _contour_db(tmp_path, segrcdb, segrcdb.SearchSettings(categories=3, seed=1))
+        db = _contour_db(tmp_path, "segrcdb", segrcdb.SearchSettings(categories=3, seed=1))
         settings, ext = segrcdb.RenderSettings(size=48, images=5, objects=3), "seg.png"
     else:
         db = tmp_path / "db3"
         search = fractal3d.SearchSettings(categories=2)
-        run_search(fractal3d, search, db, workers=1, show_progress=False)
+        run_search(get_family("fractal3d"), search, db, workers=1, show_progress=False)
         settings = fractal3d.RenderSettings(
             size=32, points=500, instances=12, models=1, output="pointcloud"
         )

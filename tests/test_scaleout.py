@@ -298,7 +298,7 @@ def _per_image_folder(folder: Path, bad_image_field: bool = False) -> Path:
                     for ext, data in (
                         ("png", b"\x89PNG..."),
                         ("json", json.dumps({"image": image}).encode()),
-                        ("mask.png", b"\x89PNG..."),
+                        ("seg.png", b"\x89PNG..."),
                     ):
                         info = tarfile.TarInfo(f"img{i:08d}.{ext}")
                         info.size = len(data)
@@ -310,7 +310,7 @@ def _per_image_folder(folder: Path, bad_image_field: bool = False) -> Path:
         record["sha256"] = hashlib.sha256(data).hexdigest()
         (folder / f"shard-{j:06d}.json").write_text(json.dumps(record))
     manifest = {
-        "identity": {"type": "segrcdb", "settings": {"size": 64}, "format": "png"},
+        "identity": {"type": "segrcdb", "settings": {"size": 64, "images": 6}, "format": "png"},
         "categories": 5,
         "num_shards": plan.num_shards,
         "num_samples": plan.num_samples,

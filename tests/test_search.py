@@ -13,7 +13,7 @@ import yaml
 from fdgen import search
 from fdgen.database import load_database
 from fdgen.errors import FdgenError
-from fdgen.families import fractal2d
+from fdgen.families import fractal2d, get_family
 from fdgen.search import run_search
 from tiny_shards import cli, search_child
 
@@ -22,7 +22,7 @@ from slow_reference import fill_rate, legacy_orbit, splitmix64
 
 def _search(out, workers=1, **kw):
     settings = fractal2d.SearchSettings(**kw)
-    return run_search(fractal2d, settings, out, workers=workers)
+    return run_search(get_family("fractal"), settings, out, workers=workers)
 
 
 def _assert_reproduces(out, fixtures, n):
@@ -138,7 +138,7 @@ def test_interrupted_search_resumes_to_the_same_result(tmp_path, monkeypatch):
     assert not (tmp_path / "part" / "db.yaml").exists()
     monkeypatch.setattr(fractal2d, "evaluate_candidates", real)
     settings = fractal2d.SearchSettings(**kw)
-    run_search(fractal2d, settings, tmp_path / "part", workers=1, resume=True)
+    run_search(get_family("fractal"), settings, tmp_path / "part", workers=1, resume=True)
     for i in range(5):
         name = f"categories/{i:05d}.csv"
         assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "part" / name).read_bytes()
@@ -148,7 +148,7 @@ def test_legacy_search_can_be_extended_exactly(tmp_path, fractaldb_1k):
     out = tmp_path / "db"
     _search(out, categories=3, seed=1, rng="legacy")
     settings = fractal2d.SearchSettings(categories=8, seed=1, rng="legacy")
-    run_search(fractal2d, settings, out, workers=1, resume=True)
+    run_search(get_family("fractal"), settings, out, workers=1, resume=True)
     _assert_reproduces(out, fractaldb_1k, 8)
 
 
@@ -207,11 +207,11 @@ def test_a_killed_extension_is_never_taken_for_complete_and_resumes_exactly(
 
 
 def test_every_familys_category_files_are_known_as_fdgens():
-    # --force and the stale-file cleanup remove only names in CATEGORY_SUFFIXES.
-    from fdgen.database import CATEGORY_SUFFIXES, is_category_name
-    from fdgen.families import FAMILIES, get_family
+    # --force and the stale-file cleanup remove only names with a family's category suffix.
+    from fdgen.database import is_category_name
+    from fdgen.families import FAMILIES, category_suffixes, get_family
 
     for name in FAMILIES:
-        suffix = get_family(name).CATEGORY_SUFFIX
-        assert suffix in CATEGORY_SUFFIXES and is_category_name("00042" + suffix), name
-    assert not is_category_name("readme.csv") and not is_category_name("00042.txt")
+        suffix = get_family(name).category_suffix
+        assert suffix in category_suffixes() and is_category_name("00042" + suffix), name
+    assert not is_category_name("readme.csv") and not is_category_name("00042.png")

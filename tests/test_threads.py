@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from fdgen.database import load_database
-from fdgen.families import fractal2d, fractal3d
-from fdgen.render import render_shard, sample_fields, shard_images, shard_plan, shard_task
+from fdgen.families import fractal2d, fractal3d, get_family
+from fdgen.render import render_shard, shard_plan, shard_samples, shard_task
 from fdgen.search import run_search
 from tiny_shards import cli, dask_processes, make_db, render_args, snapshot
 
@@ -66,7 +66,7 @@ def _shard_bytes(tasks, run) -> list[bytes]:
 
 
 def _tasks(db, settings, out: Path, per_shard: int):
-    family = fractal3d if db.type == "fractal3d" else fractal2d
+    family = get_family(db.type)
     plan = shard_plan(db, settings, per_shard)
     out.mkdir()
     return [
@@ -90,9 +90,8 @@ def _threaded(fn, items):
 def db3(tmp_path_factory):
     """A small 3D database (its renderer reuses a point buffer and an image buffer)."""
     out = tmp_path_factory.mktemp("threads") / "db3"
-    run_search(
-        fractal3d, fractal3d.SearchSettings(categories=2), out, workers=1, show_progress=False
-    )
+    settings = fractal3d.SearchSettings(categories=2)
+    run_search(get_family("fractal3d"), settings, out, workers=1, show_progress=False)
     return load_database(out)
 
 
@@ -113,22 +112,19 @@ def test_interleaved_shards_in_one_thread_match_one_at_a_time(published):
     """Two shards' samples drawn alternately (e.g. zipped datasets) are each shard's own."""
     db = load_database(published)
     plan = shard_plan(db, SETTINGS, PER_SHARD)
-    tasks = [shard_task(db, fractal2d, SETTINGS, "png", plan, j) for j in (0, 1)]
-
-    def members(task, sample):
-        return sample_fields(task, *sample[1:])
-
-    alone = [[members(t, sample) for sample in shard_images(t)] for t in tasks]
+    family = get_family("fractal")
+    tasks = [shard_task(db, family, SETTINGS, "png", plan, j) for j in (0, 1)]
+    alone = [[sample.encoded() for sample in shard_samples(t)] for t in tasks]
     together = [[], []]
-    for pair in zip(*(shard_images(t) for t in tasks), strict=True):
+    for pair in zip(*(shard_samples(t) for t in tasks), strict=True):
         for k, sample in enumerate(pair):
-            together[k].append(members(tasks[k], sample))
+            together[k].append(sample.encoded())
     assert len(alone[0]) == len(alone[1]) == 48
     assert together == alone
 
 
 def _summary(batch) -> list[tuple]:
-    return [(c.index, c.params.tobytes(), c.fill_rate, c.diverged, c.accepted) for c in batch]
+    return [(c.index, c.params.tobytes(), c.score, c.diverged, c.accepted) for c in batch]
 
 
 @pytest.mark.parametrize("rng", ["default", "legacy"])

@@ -70,13 +70,13 @@ def subprocess_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(SRC) + (os.pathsep + path if path else "")}
 
 
-# A child process running the CLI with ``encode_image`` wrapped: it can sleep before every
+# A child process running the CLI with ``Sample.encoded`` wrapped: it can sleep before every
 # image (FDGEN_TEST_SLEEP seconds) or SIGKILL itself at image FDGEN_TEST_KILL_AT, so that a
 # fault lands mid-shard deterministically. The library itself has no test hooks.
 CHILD = """
 import os, signal, sys, time
-import fdgen.render as render
-encode, count = render.encode_image, [0]
+from fdgen.families.base import Sample
+encode, count = Sample.encoded, [0]
 sleep = float(os.environ.get("FDGEN_TEST_SLEEP", "0"))
 kill_at = int(os.environ.get("FDGEN_TEST_KILL_AT", "0"))
 def wrapped(*args, **kwargs):
@@ -85,7 +85,7 @@ def wrapped(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(sleep)
     return encode(*args, **kwargs)
-render.encode_image = wrapped
+Sample.encoded = wrapped
 if os.environ.get("FDGEN_TEST_FSIZE"):
     import resource
     limit = int(os.environ["FDGEN_TEST_FSIZE"])

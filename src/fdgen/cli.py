@@ -10,7 +10,7 @@ import click
 
 from fdgen import __version__
 from fdgen.errors import FdgenError
-from fdgen.families import FAMILIES, get_family
+from fdgen.families import DEFAULT_TYPE, FAMILIES, get_family
 from fdgen.presets import all_presets, get_preset
 
 
@@ -82,7 +82,7 @@ def search(ctx, type_, preset, workers, out, resume, force, **_):
     from fdgen.search import run_search
 
     preset_cfg = get_preset(preset) if preset else {}
-    type_ = type_ or preset_cfg.get("type", "fractal")
+    type_ = type_ or preset_cfg.get("type", DEFAULT_TYPE)
     if preset_cfg and preset_cfg["type"] != type_:
         raise FdgenError(f"--type {type_} contradicts --preset {preset} ({preset_cfg['type']})")
     family = get_family(type_)
@@ -403,12 +403,8 @@ def info(path: Path) -> None:
         click.echo(f"  render      {json.dumps(effective)} (options override these)")
         if "candidates_tried" in db.meta:
             click.echo(f"  candidates  {db.meta['candidates_tried']:,} tried")
-        if db.type in ("fractal", "fractal3d"):
-            counts: dict[int, int] = {}
-            for p in db.params:
-                counts[len(p)] = counts.get(len(p), 0) + 1
-            text = ", ".join(f"{k}:{v}" for k, v in sorted(counts.items()))
-            click.echo(f"  maps        {text}")
+        for label, text in get_family(db.type).describe(db):
+            click.echo(f"  {label:11s} {text}")
     click.echo(f"  disk        {size / 2**20:,.1f} MiB")
 
 
@@ -435,8 +431,4 @@ def preview(db_arg, out, categories, instances, thumb):
     family = get_family(db.type)
     settings = render_settings(db)
     contact_sheet(db, settings, out, categories, instances, thumb)
-    if getattr(family, "SAMPLE_UNIT", "category") == "image":
-        click.echo(f"{out}: {categories} images, masks of the first {instances}")
-        return
-    what = "views of each" if hasattr(family, "preview_rows") else "instances of the first"
-    click.echo(f"{out}: {min(categories, len(db))} categories, {instances} {what}")
+    click.echo(f"{out}: {family.preview_text(db, categories, instances)}")

@@ -24,12 +24,11 @@ import numpy as np
 
 from fdgen import readback
 from fdgen.errors import FdgenError
-from fdgen.families import get_family
+from fdgen.families import DEFAULT_TYPE, category_suffixes, get_family
 
 CATEGORY_DIR = "categories"
 META_FILE = "db.yaml"
 PROGRESS_FILE = "search-progress.json"
-CATEGORY_SUFFIXES = (".csv", ".yaml")  # the CATEGORY_SUFFIX of every family
 
 
 def atomic_target(name: str) -> str:
@@ -43,7 +42,7 @@ def atomic_target(name: str) -> str:
 def is_category_name(name: str) -> bool:
     """Whether ``name`` is one fdgen's search gives a category file (``00042.csv``)."""
     stem, _, suffix = name.partition(".")
-    return stem.isdigit() and "." + suffix in CATEGORY_SUFFIXES
+    return stem.isdigit() and "." + suffix in category_suffixes()
 
 
 def written_by_search(path: Path, in_categories: bool) -> bool:
@@ -190,13 +189,13 @@ def load_database(path: str | Path) -> Database:
         )
     if meta is None:
         files = original_csv_files(folder)
-        meta = {"type": "fractal", "source": "original FractalDB CSV folder"}
-        family = get_family("fractal")
+        meta = {"type": DEFAULT_TYPE, "source": "original FractalDB CSV folder"}
+        family = get_family(DEFAULT_TYPE)
     else:
         family = get_family(meta["type"], where=f"{folder / META_FILE}: type")
         files = sorted(
             p
-            for p in (folder / CATEGORY_DIR).glob("*" + family.CATEGORY_SUFFIX)
+            for p in (folder / CATEGORY_DIR).glob("*" + family.category_suffix)
             if is_category_name(p.name)  # files of other names are not fdgen's
         )
         if len(files) != meta["categories"]:

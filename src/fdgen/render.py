@@ -15,13 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from types import ModuleType
 
 from fdgen import __version__, readback
 from fdgen.database import Database, atomic_target, write_atomic
-from fdgen.encode import encode_image
 from fdgen.errors import FdgenError
 from fdgen.families import get_family
+from fdgen.families.base import Family, Group, Sample
 from fdgen.progress import progress_bar
 from fdgen.runners import BACKENDS, run_tasks
 from fdgen.shards import (
@@ -32,13 +31,11 @@ from fdgen.shards import (
     ShardWriter,
     check_manifest,
     file_sha256,
-    image_key,
     is_lock_file,
     lock_folder,
     partial_shard_index,
     read_sidecar,
     remove_partials,
-    sample_key,
     shard_name,
     sidecar_name,
     write_indexes,
@@ -54,9 +51,8 @@ class ShardTask:
     type: str
     settings: object
     fmt: str
-    members: list  # (category, group, instances)
-    params: dict | list  # category -> parameters; for per-image families all categories
-    names: dict | None  # category -> category file name; None for per-image families
+    members: list  # (unit, group, instances)
+    inputs: dict  # unit -> (parameters, category file name), see Family.unit_input
 
 
 @lru_cache(maxsize=2)
@@ -74,7 +70,7 @@ def _borrowed_renderer(type_: str, settings) -> Iterator:
     try:
         renderer = idle.pop()
     except IndexError:
-        renderer = get_family(type_).Renderer(settings)
+        renderer = get_family(type_).renderer(settings)
     try:
         yield renderer
     finally:
@@ -94,77 +90,33 @@ def _write_error(task: ShardTask, exc: OSError) -> FdgenError:
 
 def shard_plan(db: Database, settings, samples_per_shard: int) -> ShardPlan:
     """The plan of a render: which groups of instances go to which shard."""
-    family = get_family(db.type)
-    if getattr(family, "SAMPLE_UNIT", "category") == "image":
-        # each sample is one image drawn from all categories: one unit, N images
-        return ShardPlan(1, settings.images, 1, samples_per_shard, settings.seed)
-    group = family.group_size(settings)
-    return ShardPlan(len(db), settings.instances, group, samples_per_shard, settings.seed)
+    units, per_unit, group = get_family(db.type).plan_shape(settings, len(db))
+    return ShardPlan(units, per_unit, group, samples_per_shard, settings.seed)
 
 
 def shard_task(
-    db: Database, family: ModuleType, settings, fmt: str, plan: ShardPlan, index: int, out: str = ""
+    db: Database, family: Family, settings, fmt: str, plan: ShardPlan, index: int, out: str = ""
 ) -> ShardTask:
     """The self-contained task that renders shard ``index`` of ``plan``."""
     members = plan.members(index)
-    if getattr(family, "SAMPLE_UNIT", "category") == "image":
-        return ShardTask(out, index, db.type, settings, fmt, members, db.params, None)
-    cats = sorted({c for c, _, _ in members})
-    return ShardTask(
-        out,
-        index,
-        db.type,
-        settings,
-        fmt,
-        members,
-        {c: db.params[c] for c in cats},
-        {c: db.names[c] + family.CATEGORY_SUFFIX for c in cats},
-    )
+    units = sorted({unit for unit, _, _ in members})
+    inputs = {unit: family.unit_input(db, unit) for unit in units}
+    return ShardTask(out, index, db.type, settings, fmt, members, inputs)
 
 
-def shard_images(task: ShardTask) -> Iterator[tuple[str, object, dict, dict]]:
-    """(key, image or payload, metadata, extra images by member name) of every sample of one
-    shard, in writing order.
+def shard_samples(task: ShardTask) -> Iterator[Sample]:
+    """Every sample of one shard, in writing order.
 
-    The image is a view of the renderer's buffer, valid until the next sample. The renderer
-    is this call's alone while it runs, so tasks in threads never draw into each other's
-    buffers. Shared by ``render_shard`` and the on-the-fly dataset (``fdgen.torch``), so both
-    hold the same samples.
+    Array members may be views of the renderer's buffer, valid until the next sample. The
+    renderer is this call's alone while it runs, so tasks in threads never draw into each
+    other's buffers. Shared by ``render_shard`` and the on-the-fly dataset (``fdgen.torch``),
+    so both hold the same samples.
     """
+    family = get_family(task.type)
     with _borrowed_renderer(task.type, task.settings) as renderer:
-        yield from _samples(task, renderer)
-
-
-def _samples(task: ShardTask, renderer) -> Iterator[tuple[str, object, dict, dict]]:
-    per_image = task.names is None  # samples are images of many categories (SegRCDB)
-    for category, group, instances in task.members:
-        params = task.params if per_image else task.params[category]
-        # A renderer may yield a 4th item: extra images by member name (e.g. a mask).
-        for instance, image, fields, *extra in renderer.render_group(
-            params, category, group, instances
-        ):
-            if per_image:
-                key, meta = image_key(instance), {"image": instance, **fields}
-            else:
-                key = sample_key(category, instance)
-                meta = {"category": category, "instance": instance, **fields}
-                meta["file"] = task.names[category]
-            yield key, image, meta, (extra[0] if extra else {})
-
-
-def sample_fields(task: ShardTask, image, meta: dict, extra: dict) -> dict[str, bytes]:
-    """The tar members of one sample: the encoded image (or a family's own payload, e.g. a
-    point cloud), the class label as text (samples of one category), metadata json, and the
-    extra images encoded in the format their member names end with (``seg.png``: PNG)."""
-    with _borrowed_renderer(task.type, task.settings) as renderer:
-        encode = getattr(renderer, "encode", None)
-        payload = encode(image, task.fmt) if encode else None
-        two_level = getattr(renderer, "two_level_value", None)
-    if payload is None:
-        payload = {task.fmt: encode_image(image, task.fmt, two_level)}
-    label = {"cls": str(meta["category"]).encode()} if "category" in meta else {}
-    extras = {name: encode_image(array, name.rsplit(".", 1)[-1]) for name, array in extra.items()}
-    return {**payload, **label, "json": json.dumps(meta, sort_keys=True).encode(), **extras}
+        for unit, number, instances in task.members:
+            group = Group(unit, number, instances, *task.inputs[unit])
+            yield from family.render_group(renderer, group, task.fmt)
 
 
 def render_shard(task: ShardTask) -> dict:
@@ -179,9 +131,9 @@ def render_shard(task: ShardTask) -> dict:
         raise _write_error(task, exc) from None
     diverged = 0
     try:
-        for key, image, meta, extra in shard_images(task):
-            diverged += bool(meta.get("diverged", False))
-            writer.add(key, sample_fields(task, image, meta, extra))
+        for sample in shard_samples(task):
+            diverged += bool(sample.meta.get("diverged", False))
+            writer.add(sample.key, sample.encoded())
         return writer.commit({"diverged": diverged})
     except OSError as exc:
         writer.abort()
@@ -191,7 +143,7 @@ def render_shard(task: ShardTask) -> dict:
         raise
 
 
-def _identity(db: Database, family: ModuleType, settings, fmt: str, per_shard: int) -> dict:
+def _identity(db: Database, settings, fmt: str, per_shard: int) -> dict:
     return {
         "type": db.type,
         "settings": dataclasses.asdict(settings),
@@ -359,7 +311,7 @@ def render_dataset(
         raise FdgenError(f"--shards: {out} exists and is not a folder")
     family = get_family(db.type)
     plan = shard_plan(db, settings, samples_per_shard)
-    identity = _identity(db, family, settings, fmt, samples_per_shard)
+    identity = _identity(db, settings, fmt, samples_per_shard)
     _check(out, identity, force)  # checked again under the lock; this one writes nothing
     _ignore_file_size_signal()
     try:
@@ -378,7 +330,7 @@ class _Run:
     identity recorded in the manifest, the folder, and the partition (None: all shards)."""
 
     db: Database
-    family: ModuleType
+    family: Family
     settings: object
     fmt: str
     plan: ShardPlan
@@ -410,7 +362,7 @@ def _render_locked(
         "num_samples": plan.num_samples,
         "plan": dataclasses.asdict(plan),
         # "image": each sample is one image of many categories (keys img########, no cls)
-        "sample_unit": getattr(family, "SAMPLE_UNIT", "category"),
+        "sample_unit": family.sample_unit,
         "status": "rendering",
     }
     if partition is None or not held:

@@ -18,8 +18,9 @@ import numpy as np
 from fdgen.database import load_database
 from fdgen.errors import FdgenError
 from fdgen.families import get_family
-from fdgen.render import ShardTask, sample_fields, shard_images, shard_plan, shard_task
-from fdgen.shards import MANIFEST_FILE, ShardPlan, image_key, manifest_plan, sample_key
+from fdgen.families.base import Family
+from fdgen.render import ShardTask, shard_plan, shard_samples, shard_task
+from fdgen.shards import MANIFEST_FILE, ShardPlan, manifest_plan
 
 ALL = "all"
 _CHOICE_KEY = 0x5256  # separates the choice of samples to re-render from every other stream
@@ -35,8 +36,8 @@ class Source:
     plan: ShardPlan
 
     @property
-    def per_image(self) -> bool:
-        return getattr(get_family(self.db.type), "SAMPLE_UNIT", "category") == "image"
+    def family(self) -> Family:
+        return get_family(self.db.type)
 
 
 def load_source(folder: Path, manifest: dict, db_path: Path | None = None) -> Source:
@@ -86,14 +87,10 @@ def load_source(folder: Path, manifest: dict, db_path: Path | None = None) -> So
     return Source(db, settings, identity["format"], fresh)
 
 
-def chosen_keys(plan: ShardPlan, index: int, per_image: bool, count: int | str) -> list[str]:
+def chosen_keys(plan: ShardPlan, index: int, family: Family, count: int | str) -> list[str]:
     """The keys of shard ``index`` to re-render, in writing order: ``count`` of them picked by
     a generator seeded from the shard index (the same ones on every run), or every one."""
-    keys = [
-        image_key(i) if per_image else sample_key(c, i)
-        for c, _, instances in plan.members(index)
-        for i in instances
-    ]
+    keys = [family.sample_key(u, i) for u, _, instances in plan.members(index) for i in instances]
     if count == ALL or count >= len(keys):
         return keys
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([_CHOICE_KEY, index])))
@@ -129,29 +126,25 @@ class ShardRerender:
         return problems
 
     def _render_group_of(self, key: str) -> None:
-        per_image = self.task.names is None
+        family = get_family(self.task.type)
         for member in self.task.members:
-            category, _, instances = member
-            keys = [image_key(i) if per_image else sample_key(category, i) for i in instances]
-            if key in keys:
+            unit, _, instances = member
+            if key in [family.sample_key(unit, i) for i in instances]:
                 group = dataclasses.replace(self.task, members=[member])
-                for k, image, meta, extra in shard_images(group):
-                    self._fresh[k] = sample_fields(group, image, meta, extra)
+                for sample in shard_samples(group):
+                    self._fresh[sample.key] = sample.encoded()
                 return
         raise KeyError(key)  # only chosen keys are compared
 
 
 def shard_rerender(source: Source, index: int, count: int | str) -> ShardRerender:
     """The re-render check of shard ``index``: ``count`` seeded samples, or ``all``."""
-    per_image = source.per_image
-    keys = set(chosen_keys(source.plan, index, per_image, count))
-    family = get_family(source.db.type)
+    family = source.family
+    keys = set(chosen_keys(source.plan, index, family, count))
     task = shard_task(source.db, family, source.settings, source.fmt, source.plan, index)
     members = []
-    for category, group, instances in task.members:
-        picked = [
-            i for i in instances if (image_key(i) if per_image else sample_key(category, i)) in keys
-        ]
+    for unit, group, instances in task.members:
+        picked = [i for i in instances if family.sample_key(unit, i) in keys]
         if picked:
-            members.append((category, group, picked))
+            members.append((unit, group, picked))
     return ShardRerender(dataclasses.replace(task, members=members), frozenset(keys))

@@ -13,7 +13,7 @@ import time
 import warnings
 from collections import deque
 from pathlib import Path
-from types import ModuleType
+from typing import TYPE_CHECKING
 
 import yaml
 from joblib import Parallel, delayed
@@ -32,6 +32,9 @@ from fdgen.database import (
 )
 from fdgen.errors import FdgenError
 from fdgen.progress import progress_bar
+
+if TYPE_CHECKING:
+    from fdgen.families.base import Family
 
 BATCH = 128  # candidates per task: ~0.1 s of work, small against joblib's overhead
 
@@ -115,7 +118,7 @@ def prepare_output(
     return progress
 
 
-def _remove_stale(out: Path, family: ModuleType, accepted: int) -> None:
+def _remove_stale(out: Path, family: Family, accepted: int) -> None:
     """Delete the category files past the ``accepted`` ones of the saved progress (an
     interrupted batch, redone), those of other families and the temporaries of killed
     writes. Only names fdgen writes are touched."""
@@ -123,7 +126,7 @@ def _remove_stale(out: Path, family: ModuleType, accepted: int) -> None:
         if not written_by_search(path, in_categories=True):
             continue
         stem, _, suffix = path.name.partition(".")
-        if path.name.startswith(".") or "." + suffix != family.CATEGORY_SUFFIX:
+        if path.name.startswith(".") or "." + suffix != family.category_suffix:
             path.unlink()
         elif int(stem) >= accepted:
             path.unlink()
@@ -132,7 +135,7 @@ def _remove_stale(out: Path, family: ModuleType, accepted: int) -> None:
             path.unlink()
 
 
-def _check_resumable(out: Path, family: ModuleType, accepted: int, target: int) -> None:
+def _check_resumable(out: Path, family: Family, accepted: int, target: int) -> None:
     """The saved progress must fit the folder: its accepted categories on disk, no more than
     ``target`` of them (the search would never stop)."""
     path = out / PROGRESS_FILE
@@ -141,7 +144,7 @@ def _check_resumable(out: Path, family: ModuleType, accepted: int, target: int) 
             f"{path}: records {accepted} accepted categories, more than --categories {target}; "
             f"ask for at least {accepted} or use --force to start over"
         )
-    names = (f"{k:05d}{family.CATEGORY_SUFFIX}" for k in range(accepted))
+    names = (f"{k:05d}{family.category_suffix}" for k in range(accepted))
     lost = next((n for n in names if not (out / CATEGORY_DIR / n).is_file()), None)
     if lost is not None:
         raise FdgenError(
@@ -151,7 +154,7 @@ def _check_resumable(out: Path, family: ModuleType, accepted: int, target: int) 
 
 
 def run_search(
-    family: ModuleType,
+    family: Family,
     settings,
     out: Path,
     workers: int | None = None,
@@ -169,7 +172,7 @@ def run_search(
     """
     out = Path(out)
     config = dataclasses.asdict(settings)
-    state = prepare_output(out, family.TYPE, config, resume, force, preset)
+    state = prepare_output(out, family.type, config, resume, force, preset)
     if state == "done":
         return read_meta(out) | {"already_complete": True, "left": foreign_files(out)}
     try:
@@ -179,7 +182,7 @@ def run_search(
     if not os.access(out / CATEGORY_DIR, os.W_OK):
         raise FdgenError(f"--out: {out} is not writable")
     progress = state or {
-        "settings": {"type": family.TYPE, **_preset_key(preset), **config},
+        "settings": {"type": family.type, **_preset_key(preset), **config},
         "next_candidate": 0,
         "rng_state": None,
         "tried": 0,
@@ -193,7 +196,7 @@ def run_search(
     # progress file and no db.yaml), so that a kill at any instant leaves either a complete
     # database or one that `load_database` refuses and --resume completes. The saved settings
     # take the requested category count, which may grow.
-    progress["settings"] = {"type": family.TYPE, **_preset_key(preset), **config}
+    progress["settings"] = {"type": family.type, **_preset_key(preset), **config}
     if state is None:
         save_progress(out, progress)
     (out / META_FILE).unlink(missing_ok=True)  # extending, or replacing it with --force
@@ -228,10 +231,10 @@ def run_search(
                     progress["diverged"] += cand.diverged
                     last_index = cand.index
                     if cand.accepted:
-                        name = f"{accepted:05d}{family.CATEGORY_SUFFIX}"
+                        name = f"{accepted:05d}{family.category_suffix}"
                         write_atomic(out / CATEGORY_DIR / name, family.format_category(cand.params))
-                        fill = cand.fill_rate  # None for families without a filter
-                        progress["fill_rates"].append(None if fill is None else round(fill, 6))
+                        score = cand.score  # None for families without a filter
+                        progress["fill_rates"].append(None if score is None else round(score, 6))
                         accepted += 1
                         update(1)
                 rate = accepted / max(progress["tried"], 1)
@@ -248,7 +251,7 @@ def run_search(
             results.close()
     elapsed = elapsed_before + time.perf_counter() - started
     meta = {
-        "type": family.TYPE,
+        "type": family.type,
         **_preset_key(preset),
         "fdgen_version": __version__,
         "categories": target,
@@ -257,9 +260,9 @@ def run_search(
         "diverged_candidates": progress["diverged"],
         "elapsed_s": round(elapsed, 3),
     }
-    if any(score is not None for score in progress["fill_rates"]):
+    if family.score_name and any(score is not None for score in progress["fill_rates"]):
         # Each kept category's filter score, under the family's name for it.
-        meta[getattr(family, "SCORE_KEY", "fill_rates")] = progress["fill_rates"]
+        meta[family.score_name] = progress["fill_rates"]
     write_atomic(out / META_FILE, _dump_yaml(meta))
     return meta | {"left": foreign_files(out)}
 

@@ -20,12 +20,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property, lru_cache, partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fdgen import readback
 from fdgen.database import write_atomic
 from fdgen.errors import FdgenError
+from fdgen.families import get_family
+
+if TYPE_CHECKING:
+    from fdgen.families.base import Family
 
 SAMPLES_PER_SHARD = 5000
 INFO_FILE = "_info.json"
@@ -45,16 +50,6 @@ def shard_name(index: int) -> str:
 def sidecar_name(index: int) -> str:
     """File name of the sidecar that marks shard ``index`` complete."""
     return f"shard-{index:06d}.json"
-
-
-def sample_key(category: int, instance: int) -> str:
-    """WebDataset key of a sample (no dots)."""
-    return f"c{category:06d}_i{instance:06d}"
-
-
-def image_key(image: int) -> str:
-    """WebDataset key of a sample that is one image of many categories (SegRCDB)."""
-    return f"img{image:08d}"
 
 
 @dataclass(frozen=True)
@@ -560,23 +555,23 @@ class ShardCheck:
 def _check_sample(
     key: str,
     fields: dict,
-    expected_image: str,
+    family: Family,
+    members: tuple[str, ...],
     categories: int,
     decode_size,
     problems: list,
-    per_image: bool = False,
 ) -> None:
     """Check the members of one sample; append problems (each naming the sample).
 
-    A sample needs ``cls`` (not for per-image samples, which show many categories),
-    ``json`` and a payload: the ``.<format>`` image, or other members for families whose
-    output is not an image (e.g. point clouds).
+    A sample needs the ``members`` its family declares for the render (e.g. png, cls, json;
+    npy, cls, json for point clouds; png, json, seg.png for SegRCDB).
     """
     where = f"sample {key}"
-    needed = ("json",) if per_image else ("cls", "json")
-    missing = [ext for ext in needed if ext not in fields]
-    if not set(fields) - {"cls", "json"}:
-        missing.insert(0, f"image (.{expected_image})")
+    per_image = family.sample_unit == "image"
+    expected_image = members[0] if members[0] in IMAGE_EXTENSIONS else None
+    missing = [
+        f"image (.{ext})" if ext == expected_image else ext for ext in members if ext not in fields
+    ]
     if missing:
         problems.append(f"{where}: no {', '.join(missing)} member")
     label = None
@@ -596,7 +591,7 @@ def _check_sample(
         else:
             if per_image:
                 image = meta.get("image")
-                if not (isinstance(image, int) and image_key(image) == key):
+                if not (isinstance(image, int) and family.sample_key(0, image) == key):
                     problems.append(f"{where}: json image number does not match the key")
             else:
                 if label is not None and meta.get("category") != label:
@@ -605,7 +600,9 @@ def _check_sample(
                     )
                 cat, inst = meta.get("category"), meta.get("instance")
                 if not (
-                    isinstance(cat, int) and isinstance(inst, int) and sample_key(cat, inst) == key
+                    isinstance(cat, int)
+                    and isinstance(inst, int)
+                    and family.sample_key(cat, inst) == key
                 ):
                     problems.append(f"{where}: json category/instance do not match the key")
     if decode_size is not None and expected_image in fields:
@@ -629,6 +626,19 @@ def _check_sample(
             )
 
 
+def _schema(identity: dict, folder: Path) -> tuple[Family, tuple[str, ...]]:
+    """The family of a render's identity and the members each of its samples holds."""
+    manifest = Path(folder) / MANIFEST_FILE
+    family = get_family(identity["type"], where=f"{manifest}: identity.type")
+    try:
+        settings = family.RenderSettings(**identity["settings"])
+    except TypeError as exc:
+        raise FdgenError(
+            f"{manifest}: identity.settings do not fit type {family.type} ({exc})"
+        ) from None
+    return family, family.members(settings, identity["format"])
+
+
 def verify_shard(
     folder: Path,
     index: int,
@@ -646,7 +656,7 @@ def verify_shard(
     problems = check.problems
     identity = manifest["identity"]
     categories = manifest["categories"]
-    expected_image = identity["format"]
+    family, members = _schema(identity, folder)
     decode_size = identity["settings"].get("size", 0) if decode else None
     path = folder / shard_name(index)
     try:
@@ -666,12 +676,11 @@ def verify_shard(
         problems.append(
             f"sidecar lists {record.get('samples')} samples, the plan {expected_samples}"
         )
-    per_image = manifest.get("sample_unit", "category") == "image"
     expected_keys = None
     if plan is not None:
         expected_keys = {
-            image_key(i) if per_image else sample_key(c, i)
-            for c, _, instances in plan.members(index)
+            family.sample_key(unit, i)
+            for unit, _, instances in plan.members(index)
             for i in instances
         }
     seen: set[str] = set()
@@ -691,9 +700,7 @@ def verify_shard(
             check.samples += 1
             if expected_keys is not None and current not in expected_keys:
                 problems.append(f"sample {current}: does not belong in this shard")
-            _check_sample(
-                current, fields, expected_image, categories, decode_size, problems, per_image
-            )
+            _check_sample(current, fields, family, members, categories, decode_size, problems)
             if members_seen and set(fields) != members_seen[0]:
                 problems.append(
                     f"sample {current}: members {sorted(fields)} differ from the shard's first "

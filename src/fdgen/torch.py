@@ -28,7 +28,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from fdgen.database import Database, load_database, render_settings
 from fdgen.errors import FdgenError
 from fdgen.families import get_family
-from fdgen.render import ShardTask, sample_fields, shard_images, shard_plan, shard_task
+from fdgen.render import ShardTask, shard_plan, shard_samples, shard_task
 from fdgen.shards import SAMPLES_PER_SHARD
 
 OUTPUTS = ("tuple", "dict", "raw")
@@ -57,12 +57,14 @@ class RenderedDataset(IterableDataset):
     ``output="raw"``, the encoding). ``output``:
 
     - ``"tuple"`` (default): ``(image, label)``, image a uint8 tensor C x H x W (after
-      ``transform`` if given, which receives that tensor), label an int. SegRCDB samples
-      have no class: ``(image, mask)``, mask an int64 tensor H x W of class ids (0 is the
-      background; ``transform`` sees the image only);
+      ``transform`` if given, which receives that tensor), label an int. Families whose
+      target is a member (SegRCDB's ``seg.png`` mask) give ``(image, target)``, the target
+      an int64 tensor H x W of class ids (0 is the background; ``transform`` sees the image
+      only);
     - ``"dict"``: ``{"__key__", "image"`` (H x W or H x W x C uint8 array, the lossless
-      pixels), ``"cls"`` (int), ``"json"`` (dict)``}``; SegRCDB: ``"seg"`` (the H x W uint8
-      mask) instead of ``"cls"``;
+      pixels), ``"cls"`` (int), ``"json"`` (dict)``}``; with a target member, that member
+      under its name less the extension (SegRCDB: ``"seg"``, the H x W uint8 mask) instead
+      of ``"cls"``;
     - ``"raw"``: the tar members as bytes, ``{"__key__", fmt, "cls", "json"}`` (SegRCDB:
       ``"seg.png"`` instead of ``"cls"``), byte for byte what the shards hold.
 
@@ -151,22 +153,29 @@ class RenderedDataset(IterableDataset):
 
     def shard_samples(self, shard: int) -> Iterator:
         """The samples of one shard, in the shard's order, in this dataset's output form."""
-        task = self.task(shard)
-        for key, image, meta, extra in shard_images(task):
+        target_member = self.family.target_member
+        for sample in shard_samples(self.task(shard)):
             if self.output == "raw":
-                yield {"__key__": key, **sample_fields(task, image, meta, extra)}
+                yield {"__key__": sample.key, **sample.encoded()}
                 continue
-            mask = extra.get("seg.png")  # per-image samples (SegRCDB) carry a mask, not a class
+            image = sample.payload
             pixels = np.array(image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+            target = sample.label if target_member is None else sample.value(target_member)
             if self.output == "dict":
+                name = "cls" if target_member is None else target_member.split(".")[0]
                 # the metadata as a reader of the shard's json member sees it
-                target = {"cls": int(meta["category"])} if mask is None else {"seg": mask}
-                yield {"__key__": key, "image": pixels, **target, "json": _json(meta)}
+                yield {
+                    "__key__": sample.key,
+                    "image": pixels,
+                    name: target,
+                    "json": _json(sample.meta),
+                }
                 continue
             tensor = torch.from_numpy(
                 pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1).copy()
             )
-            target = int(meta["category"]) if mask is None else torch.from_numpy(mask).long()
+            if target_member is not None:
+                target = torch.from_numpy(target).long()
             yield (self.transform(tensor) if self.transform else tensor), target
 
     def __iter__(self) -> Iterator:

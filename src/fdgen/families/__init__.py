@@ -1,33 +1,22 @@
-"""Formula families, looked up by their database ``type``.
+"""Formula families, registered by their database ``type``.
 
-Every family module offers the same small interface, used by ``search.py`` and ``shards.py``:
-
-- ``TYPE``, ``CATEGORY_SUFFIX``; ``format_category(params) -> str``, ``read_category(path)``
-- ``SearchSettings`` (a frozen dataclass) and ``evaluate_candidates(settings, spec) -> list``
-  of ``Candidate``; ``candidate_specs(settings, start, rng_state)`` yields batch specs
-- ``RenderSettings`` (a frozen dataclass), ``group_size(settings)`` (instances rendered
-  together, e.g. the four flips of one FractalDB variant) and ``Renderer(settings)`` with
-  ``render_group(params, category, group, instances) -> list[Sample]`` (a renderer may keep
-  scratch buffers: the render uses each one in one task at a time; ``evaluate_candidates``
-  may run in threads, so it keeps none between calls)
-Optional: ``Renderer.encode(payload, fmt)`` -> tar members for non-image payloads (or None);
-``preview_rows(db, settings, categories, instances)`` -> contact-sheet rows; ``render_group``
-may yield a 4th item, a dict of extra images by tar member name (e.g. ``{"seg.png": mask}``,
-a uint8 array), encoded by the shard writer in the format the name ends with. A family with
-``SAMPLE_UNIT = "image"`` (SegRCDB) renders ``settings.images`` samples that each draw on
-every category: ``render_group`` then receives the list of all categories' parameters,
-samples are keyed ``img{index:08d}`` without ``cls``, and ``preview_rows(db, settings,
-images, masks)`` supplies the contact-sheet rows.
+A family is a class implementing ``fdgen.families.base.Family``, registered with
+``@register_family("name")``. The built-in families below are imported on first use, so that
+``import fdgen.families`` stays cheap and numba compiles only what runs; any other module that
+registers a family (e.g. a plug-in imported by the user) works the same way.
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from typing import TYPE_CHECKING
 
 from fdgen.errors import FdgenError
 
-# type name -> module; modules are imported on first use so that numba compiles only what runs.
+if TYPE_CHECKING:
+    from fdgen.families.base import Family
+
+# type name -> module that registers it; imported on first use.
 FAMILIES = {
     "fractal": "fdgen.families.fractal2d",
     "fractal3d": "fdgen.families.fractal3d",
@@ -35,10 +24,43 @@ FAMILIES = {
     "visualatom": "fdgen.families.visualatom",
     "segrcdb": "fdgen.families.segrcdb",
 }
+# The default --type, and the type of a folder of original FractalDB CSV files (no db.yaml).
+DEFAULT_TYPE = "fractal"
+
+_REGISTRY: dict[str, Family] = {}
 
 
-def get_family(name: str, where: str = "--type") -> ModuleType:
-    """The family module for a type name; a clear error names the allowed types."""
-    if name not in FAMILIES:
-        raise FdgenError(f"{where}: unknown type {name!r}; choose from {', '.join(FAMILIES)}")
-    return importlib.import_module(FAMILIES[name])
+def register_family(name: str):
+    """Class decorator: register a ``Family`` subclass under the database type ``name``."""
+
+    def register(cls: type[Family]) -> type[Family]:
+        from fdgen.families.base import SAMPLE_UNITS, Family
+
+        if not issubclass(cls, Family) or cls.sample_unit not in SAMPLE_UNITS:
+            raise TypeError(f"{cls.__name__}: a Family subclass with sample_unit in {SAMPLE_UNITS}")
+        cls.type = name
+        _REGISTRY[name] = cls()
+        return cls
+
+    return register
+
+
+def family_names() -> list[str]:
+    """Every known type name: the built-in ones, then those registered since."""
+    return list(dict.fromkeys([*FAMILIES, *_REGISTRY]))
+
+
+def category_suffixes() -> frozenset[str]:
+    """The category file suffix of every family (imports the built-in ones)."""
+    for name in FAMILIES:
+        get_family(name)
+    return frozenset(family.category_suffix for family in _REGISTRY.values())
+
+
+def get_family(name: str, where: str = "--type") -> Family:
+    """The family of a type name; a clear error names the allowed types."""
+    if name not in _REGISTRY and name in FAMILIES:
+        importlib.import_module(FAMILIES[name])
+    if name not in _REGISTRY:
+        raise FdgenError(f"{where}: unknown type {name!r}; choose from {', '.join(family_names())}")
+    return _REGISTRY[name]

@@ -1,22 +1,28 @@
-"""Shared pieces of the contour families (RCDB, VisualAtom, SegRCDB).
+"""The contour families' base (RCDB, VisualAtom, SegRCDB): settings, search, render.
 
 These families have no acceptance filter: candidate k is category k, sampled from its own
 generator ``numpy.random.Generator(PCG64(SeedSequence([seed, k])))``, so a category never
 depends on the others or on the worker count. Category files are small YAML mappings, one
-``name: value`` line per parameter, in a fixed order.
+``name: value`` line per parameter, in a fixed order. A family declares its ``Category``
+record, its ``fields``, ``sample_category`` and a ``ContourRenderer`` that grows the contours
+of one instance; search, category files and the render of a group are shared here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import yaml
 
 from fdgen.errors import FdgenError, check_option
+from fdgen.families.base import Candidate, Family, Group, Sample, image_member
+from fdgen.kernels import contours as kc
 
 CATEGORY_SUFFIX = ".yaml"
 CANVAS = 512  # the published geometry is defined on a 512 x 512 canvas
@@ -115,31 +121,6 @@ def field_names(cls) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
-@dataclass
-class Candidate:
-    """One sampled category: every candidate is accepted (no filter)."""
-
-    index: int
-    params: object
-    fill_rate: float | None = None
-    diverged: bool = False
-    accepted: bool = True
-
-
-def candidate_specs(settings, start: int, rng_state, batch: int):
-    """Endless (spec, None) pairs from ``start`` on: a spec is the index range
-    ("contour", start, count); every candidate is accepted."""
-    while True:
-        yield ("contour", start, batch), None
-        start += batch
-
-
-def sample_batch(sample_category, seed: int, spec) -> list[Candidate]:
-    """The categories of one index-range spec, drawn by ``sample_category(seed, index)``."""
-    _, start, count = spec
-    return [Candidate(k, sample_category(seed, k)) for k in range(start, start + count)]
-
-
 @dataclass(frozen=True)
 class SearchSettings:
     """Search of a contour family: how many categories and the seed (no filter)."""
@@ -150,3 +131,97 @@ class SearchSettings:
     def __post_init__(self) -> None:
         check_option(self.categories >= 1, "--categories", "must be >= 1")
         check_option(self.seed >= 0, "--seed", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Rendering of RCDB and VisualAtom; defaults are the published ones."""
+
+    size: int = 512
+    instances: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_option(16 <= self.size <= 8192, "--size", "must be in [16, 8192]")
+        check_option(self.instances >= 1, "--instances", "must be >= 1")
+        check_option(self.seed >= 0, "--seed", "must be >= 0")
+
+
+def draw_contours(image: np.ndarray, pts: np.ndarray, grays: np.ndarray) -> None:
+    """Draw each contour as a 1-pixel closed polyline (8-connected) in its grey level, pixel
+    for pixel as ``cv2.polylines(image, [contour], True, grey, 1, cv2.LINE_8)`` draws it."""
+    kc.draw_closed_polylines(image, pts, grays)
+
+
+class ContourRenderer:
+    """Renders the instances of one contour family (grey images, H x W uint8) on a
+    ``background``; subclasses grow the contours of an instance in ``contours``."""
+
+    background: ClassVar[int]
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.scale = settings.size / CANVAS
+
+    def contours(self, params, category: int, instance: int) -> tuple[np.ndarray, np.ndarray]:
+        """Vertex pixel positions (contours, vertices, 2) and grey levels of one instance."""
+        raise NotImplementedError
+
+    def render(self, params, category: int, instance: int) -> np.ndarray:
+        """One instance as a new size x size uint8 image."""
+        size = self.settings.size
+        image = np.full((size, size), self.background, np.uint8)
+        draw_contours(image, *self.contours(params, category, instance))
+        return image
+
+    def render_group(self, params, category: int, group: int, instances) -> Iterator:
+        """Yield (instance, image, fields) for each instance."""
+        for instance in instances:
+            yield instance, self.render(params, category, instance), {}
+
+
+class ContourFamily(Family):
+    """A contour family: no filter, YAML category files, one instance per group."""
+
+    category_suffix = CATEGORY_SUFFIX
+    SearchSettings = SearchSettings
+    RenderSettings = RenderSettings
+    Category: ClassVar[type]  # the frozen dataclass of one category's parameters
+    fields: ClassVar[tuple[Field, ...]]  # its fields in file order, with allowed ranges
+    title: ClassVar[str]  # the comment line of a category file
+    renderer_class: ClassVar[type]
+
+    def sample_category(self, seed: int, index: int):
+        """Category ``index`` of a search with ``seed``, from its own generator."""
+        raise NotImplementedError
+
+    def format_category(self, params) -> str:
+        """The category as a small YAML mapping."""
+        return format_record(self.title, self.fields, params)
+
+    def read_category(self, path: Path):
+        """Read a category file; errors name the file and field."""
+        return read_record(path, self.Category, self.fields)
+
+    def candidate_specs(self, settings, start: int, rng_state, batch: int) -> Iterator:
+        """Endless (spec, None) pairs from ``start`` on: a spec is the index range
+        ("contour", start, count); every candidate is accepted."""
+        while True:
+            yield ("contour", start, batch), None
+            start += batch
+
+    def evaluate_candidates(self, settings, spec) -> list[Candidate]:
+        """The categories of one index-range spec (runs in a worker process)."""
+        _, start, count = spec
+        seed = settings.seed
+        return [Candidate(k, self.sample_category(seed, k)) for k in range(start, start + count)]
+
+    def renderer(self, settings) -> ContourRenderer:
+        return self.renderer_class(settings)
+
+    def render_group(self, renderer, group: Group, fmt: str) -> Iterator[Sample]:
+        """One sample per instance: the image, the category as label, the metadata."""
+        for instance, image, fields in renderer.render_group(
+            group.params, group.unit, group.group, group.instances
+        ):
+            yield self.category_sample(group, instance, {fmt: image_member(image, fmt)}, fields)

@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 
 from fdgen.errors import check_option
-from fdgen.families import ifs_csv
+from fdgen.families import ifs_csv, register_family
+from fdgen.families.base import Candidate, Family, Group, image_member
 from fdgen.kernels import ifs
 from fdgen.kernels.rng import sample_state
 
-TYPE = "fractal"
 CATEGORY_SUFFIX = ".csv"
 DRAW_MODES = ("patch_gray", "patch_color", "point_gray", "point_color")
 GRAY_VALUE = 127
@@ -89,17 +89,6 @@ class SearchSettings:
             f"{self.fill_rate} can never be reached: {self.points} points fill at most "
             f"{reachable:.4f} of a {self.size} x {self.size} raster",
         )
-
-
-@dataclass
-class Candidate:
-    """One evaluated candidate: its index in the search, parameters and filling rate."""
-
-    index: int
-    params: np.ndarray
-    fill_rate: float
-    diverged: bool
-    accepted: bool
 
 
 def _scratch(settings: SearchSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -291,8 +280,6 @@ class Renderer:
         channels = 1 if self.gray else 3
         self.image = np.zeros((settings.size, settings.size, channels), np.uint8)
         self.colors = np.array([[GRAY_VALUE]], np.uint8) if self.gray else hue_colors()
-        # Grey images hold only 0 and GRAY_VALUE: the encoder may use a 1-bit PNG.
-        self.two_level_value = GRAY_VALUE if self.gray else None
         self.weights = weight_table(settings.weight_delta)
 
     def render_variant(self, params: np.ndarray, category: int, variant: int):
@@ -325,3 +312,47 @@ class Renderer:
             fields = instance_fields(instance)
             image = oriented(raster, fields["flip"], mirrored)
             yield instance, image, {**fields, "diverged": diverged}
+
+
+# --- the family -----------------------------------------------------------------------------
+
+
+@register_family("fractal")
+class FractalDB(Family):
+    """FractalDB: a category is an IFS whose orbit fills enough of a raster; a sample is one
+    flip of one weight variant, ``group_size`` flips rendered together."""
+
+    category_suffix = CATEGORY_SUFFIX
+    SearchSettings = SearchSettings
+    RenderSettings = RenderSettings
+    score_name = "fill_rates"
+
+    def format_category(self, params: np.ndarray) -> str:
+        return format_category(params)
+
+    def read_category(self, path: Path) -> np.ndarray:
+        return read_category(path)
+
+    def candidate_specs(self, settings: SearchSettings, start: int, rng_state, batch: int):
+        return candidate_specs(settings, start, rng_state, batch)
+
+    def evaluate_candidates(self, settings: SearchSettings, spec) -> list[Candidate]:
+        return evaluate_candidates(settings, spec)
+
+    def group_size(self, settings: RenderSettings) -> int:
+        return group_size(settings)
+
+    def renderer(self, settings: RenderSettings) -> Renderer:
+        return Renderer(settings)
+
+    def render_group(self, renderer: Renderer, group: Group, fmt: str):
+        """The flips of one variant; grey images (0 and GRAY_VALUE only) as 1-bit PNGs."""
+        two_level = GRAY_VALUE if renderer.gray else None
+        for instance, image, fields in renderer.render_group(
+            group.params, group.unit, group.group, list(group.instances)
+        ):
+            payload = {fmt: image_member(image, fmt, two_level)}
+            yield self.category_sample(group, instance, payload, fields)
+
+    def describe(self, db) -> list[tuple[str, str]]:
+        return [("maps", ifs_csv.maps_histogram(db.params))]

@@ -16,7 +16,6 @@ perspective camera at distance 4 and drawn as white pixels on black, or, with
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +23,20 @@ from pathlib import Path
 import numpy as np
 
 from fdgen.errors import check_option
-from fdgen.families import ifs_csv
+from fdgen.families import ifs_csv, register_family
+from fdgen.families.base import (
+    Candidate,
+    Family,
+    Group,
+    Member,
+    PreviewLayout,
+    image_member,
+    npy_bytes,
+)
 from fdgen.kernels import ifs3d
 from fdgen.kernels.ifs import fill_uniform
 from fdgen.kernels.rng import sample_state
 
-TYPE = "fractal3d"
 CATEGORY_SUFFIX = ".csv"
 PARAMS = 12  # a..l per map
 COLUMNS = PARAMS + 1  # and p
@@ -107,21 +114,6 @@ class SearchSettings:
             1 <= self.maps_min <= self.maps_max <= 64, "--maps", "needs 1 <= MIN <= MAX <= 64"
         )
         check_option(self.seed >= 0, "--seed", "must be >= 0")
-
-
-SCORE_KEY = "variances"  # db.yaml's list of the kept categories' scores
-
-
-@dataclass
-class Candidate:
-    """One evaluated candidate. ``fill_rate`` is the search driver's generic score field:
-    here the smallest axis variance of the normalised cloud (0 for a non-finite cloud)."""
-
-    index: int
-    params: np.ndarray
-    fill_rate: float
-    diverged: bool
-    accepted: bool
 
 
 def candidate(settings: SearchSettings, index: int) -> tuple[np.ndarray, np.uint64]:
@@ -265,13 +257,6 @@ def instance_fields(settings: RenderSettings, instance: int) -> dict:
     return {"model": (instance // VIEWS) % settings.models, "view": instance % VIEWS}
 
 
-def npy_bytes(array: np.ndarray) -> bytes:
-    """``.npy`` file bytes of an array (deterministic: the header holds only dtype and shape)."""
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
 class Renderer:
     """Renders the instances of 3D categories; holds scratch buffers for reuse."""
 
@@ -281,8 +266,6 @@ class Renderer:
         self.image = np.zeros((settings.size, settings.size), np.uint8)
         self.focal = 1.0 / math.tan(math.radians(FOV_DEG) / 2.0)
         self.pointcloud = settings.output == "pointcloud"
-        # Images hold only 0 and WHITE: the encoder may use a 1-bit PNG.
-        self.two_level_value = None if self.pointcloud else WHITE
 
     def cloud(self, params: np.ndarray, category: int, model: int) -> tuple[np.ndarray, bool]:
         """Normalised, centred point cloud of one model (a view into a reused buffer) and
@@ -322,19 +305,64 @@ class Renderer:
                 image, drawn = self.project(pts, rot)
                 yield instance, image, {**fields, "points_drawn": drawn}
 
-    def encode(self, payload: np.ndarray, fmt: str) -> dict[str, bytes] | None:
-        """Tar members of a non-image payload (``npy`` for point clouds); None for images."""
-        return {"npy": npy_bytes(payload)} if self.pointcloud else None
+
+# --- the family -----------------------------------------------------------------------------
 
 
-def preview_rows(db, settings: RenderSettings, categories: int, views: int) -> list[list]:
-    """Contact-sheet rows: each of the first categories (model 0) from ``views`` views."""
-    settings = dataclasses.replace(settings, output="image")
-    renderer = Renderer(settings)
-    picks = np.linspace(0, VIEWS - 1, min(views, VIEWS)).round().astype(int).tolist()
-    rows = []
-    for c in range(min(categories, len(db))):
-        rows.append(
-            [image.copy() for _, image, _ in renderer.render_group(db.params[c], c, 0, picks)]
-        )
-    return rows
+@register_family("fractal3d")
+class Fractal3D(Family):
+    """3D fractals: a category is a 3D IFS whose cloud spreads on every axis; a sample is one
+    view of one instance model (an image), or the rotated cloud itself (``npy``)."""
+
+    category_suffix = CATEGORY_SUFFIX
+    SearchSettings = SearchSettings
+    RenderSettings = RenderSettings
+    score_name = "variances"  # a candidate's score: its smallest axis variance (0: not finite)
+    preview_layout = PreviewLayout("{shown} categories, {instances} views of each")
+
+    def format_category(self, params: np.ndarray) -> str:
+        return format_category(params)
+
+    def read_category(self, path: Path) -> np.ndarray:
+        return read_category(path)
+
+    def candidate_specs(self, settings: SearchSettings, start: int, rng_state, batch: int):
+        return candidate_specs(settings, start, rng_state, batch)
+
+    def evaluate_candidates(self, settings: SearchSettings, spec) -> list[Candidate]:
+        return evaluate_candidates(settings, spec)
+
+    def group_size(self, settings: RenderSettings) -> int:
+        return group_size(settings)
+
+    def renderer(self, settings: RenderSettings) -> Renderer:
+        return Renderer(settings)
+
+    def render_group(self, renderer: Renderer, group: Group, fmt: str):
+        """The views of one model: images (0 and WHITE only: 1-bit PNGs) or ``npy`` clouds."""
+        for instance, payload, fields in renderer.render_group(
+            group.params, group.unit, group.group, list(group.instances)
+        ):
+            if renderer.pointcloud:
+                member = {"npy": Member(payload, npy_bytes)}
+            else:
+                member = {fmt: image_member(payload, fmt, WHITE)}
+            yield self.category_sample(group, instance, member, fields)
+
+    def members(self, settings: RenderSettings, fmt: str) -> tuple[str, ...]:
+        return ("npy" if settings.output == "pointcloud" else fmt, "cls", "json")
+
+    def describe(self, db) -> list[tuple[str, str]]:
+        return [("maps", ifs_csv.maps_histogram(db.params))]
+
+    def preview_rows(self, db, settings: RenderSettings, categories: int, instances: int):
+        """Each of the first categories (model 0) from ``instances`` views."""
+        settings = dataclasses.replace(settings, output="image")
+        renderer = Renderer(settings)
+        picks = np.linspace(0, VIEWS - 1, min(instances, VIEWS)).round().astype(int).tolist()
+        rows = []
+        for c in range(min(categories, len(db))):
+            rows.append(
+                [image.copy() for _, image, _ in renderer.render_group(db.params[c], c, 0, picks)]
+            )
+        return rows

@@ -55,3 +55,11 @@ def read_rows(path: Path, names: str) -> np.ndarray:
     if not params[:, -1].sum() > 0:
         raise FdgenError(f"{path}: the probabilities p sum to 0")
     return params
+
+
+def maps_histogram(params: list[np.ndarray]) -> str:
+    """How many categories have each number of maps, e.g. ``2:10, 3:7``."""
+    counts: dict[int, int] = {}
+    for p in params:
+        counts[len(p)] = counts.get(len(p), 0) + 1
+    return ", ".join(f"{k}:{v}" for k, v in sorted(counts.items()))

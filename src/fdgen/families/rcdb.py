@@ -9,17 +9,15 @@ on a white background. Per instance the radius, the oval rates and the centre ar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from fdgen.errors import check_option
 from fdgen.families import contour_base as base
-from fdgen.families.contour_base import CANVAS, CATEGORY_SUFFIX, Field, SearchSettings
+from fdgen.families import register_family
+from fdgen.families.contour_base import CANVAS, ContourFamily, ContourRenderer, Field
 from fdgen.kernels import contours as kc
 from fdgen.kernels.rng import sample_state
 
-TYPE = "rcdb"
 BACKGROUND = 255
 
 # Published distributions (the original script's defaults for RCDB-1k/21k).
@@ -30,8 +28,6 @@ STEP_MAX = 0.1  # U(0, 0.1), the original's "line width"
 RADIUS_MIN, RADIUS_MAX = 0, 100
 OVAL_MIN, OVAL_MAX = 1.0, 2.0
 CENTRE_SPREAD = 400  # centre = (512 + randint(-400, 400)) / 2
-
-__all__ = ["CATEGORY_SUFFIX", "SearchSettings", "TYPE"]
 
 
 @dataclass(frozen=True)
@@ -62,16 +58,6 @@ FIELDS = (
 )
 
 
-def format_category(params: Category) -> str:
-    """The category as a small YAML mapping."""
-    return base.format_record("fdgen rcdb category", FIELDS, params)
-
-
-def read_category(path: Path) -> Category:
-    """Read an RCDB category file; errors name the file and field."""
-    return base.read_record(path, Category, FIELDS)
-
-
 # --- search (no filter) -----------------------------------------------------------------------
 
 
@@ -90,34 +76,7 @@ def sample_category(seed: int, index: int) -> Category:
     return Category(vertices, contours, perlin, step, radius, oval_x, oval_y, centre_x, centre_y)
 
 
-candidate_specs = base.candidate_specs
-
-
-def evaluate_candidates(settings: SearchSettings, spec) -> list[base.Candidate]:
-    """Sample one batch of categories (runs in a worker process)."""
-    return base.sample_batch(sample_category, settings.seed, spec)
-
-
 # --- render -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RenderSettings:
-    """RCDB rendering; defaults are the published ones."""
-
-    size: int = 512
-    instances: int = 1000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_option(16 <= self.size <= 8192, "--size", "must be in [16, 8192]")
-        check_option(self.instances >= 1, "--instances", "must be >= 1")
-        check_option(self.seed >= 0, "--seed", "must be >= 0")
-
-
-def group_size(settings: RenderSettings) -> int:
-    """Every instance is rendered on its own."""
-    return 1
 
 
 def instance_geometry(params: Category, state):
@@ -131,19 +90,10 @@ def instance_geometry(params: Category, state):
     return np.uint64(state), radius, oval_x, oval_y, (CANVAS + dx) / 2, (CANVAS + dy) / 2
 
 
-def draw_contours(image: np.ndarray, pts: np.ndarray, grays: np.ndarray) -> None:
-    """Draw each contour as a 1-pixel closed polyline (8-connected) in its grey level, pixel
-    for pixel as ``cv2.polylines(image, [contour], True, grey, 1, cv2.LINE_8)`` draws it."""
-    kc.draw_closed_polylines(image, pts, grays)
+class Renderer(ContourRenderer):
+    """Renders RCDB instances (grey lines on white)."""
 
-
-class Renderer:
-    """Renders RCDB instances (grey images, H x W uint8)."""
-
-    def __init__(self, settings: RenderSettings):
-        self.settings = settings
-        self.scale = settings.size / CANVAS
-        self.two_level_value = None
+    background = BACKGROUND
 
     def contours(self, params: Category, category: int, instance: int):
         """Vertex pixel positions (contours, vertices, 2) and grey levels of one instance."""
@@ -160,14 +110,15 @@ class Renderer:
         )  # fmt: skip
         return pts, grays
 
-    def render(self, params: Category, category: int, instance: int) -> np.ndarray:
-        """One instance as a new size x size uint8 image."""
-        size = self.settings.size
-        image = np.full((size, size), BACKGROUND, np.uint8)
-        draw_contours(image, *self.contours(params, category, instance))
-        return image
 
-    def render_group(self, params: Category, category: int, group: int, instances: list[int]):
-        """Yield (instance, image, fields) for each instance."""
-        for instance in instances:
-            yield instance, self.render(params, category, instance), {}
+@register_family("rcdb")
+class RCDB(ContourFamily):
+    """RCDB: one category = one set of contour parameters; a sample = one instance."""
+
+    Category = Category
+    fields = FIELDS
+    title = "fdgen rcdb category"
+    renderer_class = Renderer
+
+    def sample_category(self, seed: int, index: int) -> Category:
+        return sample_category(seed, index)

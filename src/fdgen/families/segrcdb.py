@@ -12,23 +12,21 @@ contour, M3).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from fdgen.errors import FdgenError, check_option
 from fdgen.families import contour_base as base
-from fdgen.families import rcdb
-from fdgen.families.contour_base import CANVAS, CATEGORY_SUFFIX
+from fdgen.families import rcdb, register_family
+from fdgen.families.base import Group, PreviewLayout, Sample, image_member
+from fdgen.families.contour_base import CANVAS, ContourFamily, draw_contours
 from fdgen.families.contour_base import SearchSettings as _ContourSearch
-from fdgen.families.rcdb import draw_contours
 from fdgen.kernels import contours as kc
 from fdgen.kernels.rng import sample_state
 
-TYPE = "segrcdb"
-SAMPLE_UNIT = "image"  # a sample is an image of many categories (see render.py)
 BACKGROUND = 0
 MAX_CLASSES = 254  # class ids 1..254 in an 8-bit mask; 0 is background, 255 is left free
 MASK_MODES = ("lines", "ring", "filled")
@@ -42,8 +40,6 @@ STEP_MAX = 0.1
 RADIUS_MIN, RADIUS_MAX = 0, 50
 OVAL_MIN, OVAL_MAX = 1.0, 2.0
 CENTRE_SPREAD = 512  # object centre = (512 + randint(-512, 512)) / 2
-
-__all__ = ["CATEGORY_SUFFIX", "TYPE"]
 
 
 @dataclass(frozen=True)
@@ -61,16 +57,6 @@ class Category:
 
 # RCDB's fields less the centre, which SegRCDB draws per object.
 FIELDS = tuple(f for f in rcdb.FIELDS if f.name in base.field_names(Category))
-
-
-def format_category(params: Category) -> str:
-    """The category as a small YAML mapping."""
-    return base.format_record("fdgen segrcdb category (class id = file number + 1)", FIELDS, params)
-
-
-def read_category(path: Path) -> Category:
-    """Read a SegRCDB category file; errors name the file and field."""
-    return base.read_record(path, Category, FIELDS)
 
 
 # --- search (no filter) -----------------------------------------------------------------------
@@ -100,14 +86,6 @@ def sample_category(seed: int, index: int) -> Category:
     return Category(vertices, contours, perlin, step, radius, oval_x, oval_y)
 
 
-candidate_specs = base.candidate_specs
-
-
-def evaluate_candidates(settings: SearchSettings, spec) -> list[base.Candidate]:
-    """Sample one batch of categories (runs in a worker process)."""
-    return base.sample_batch(sample_category, settings.seed, spec)
-
-
 # --- render -----------------------------------------------------------------------------------
 
 
@@ -127,11 +105,6 @@ class RenderSettings:
         check_option(1 <= self.objects <= 10_000, "--objects", "must be in [1, 10000]")
         check_option(self.mask in MASK_MODES, "--mask", f"must be one of {', '.join(MASK_MODES)}")
         check_option(self.seed >= 0, "--seed", "must be >= 0")
-
-
-def group_size(settings: RenderSettings) -> int:
-    """Every image is rendered on its own."""
-    return 1
 
 
 def _paint_ring(mask: np.ndarray, first: np.ndarray, last: np.ndarray, class_id: int) -> None:
@@ -158,7 +131,6 @@ class Renderer:
     def __init__(self, settings: RenderSettings):
         self.settings = settings
         self.scale = settings.size / CANVAS
-        self.two_level_value = None
 
     def objects(self, categories: list[Category], image_index: int):
         """Yield (class id, vertex pixel positions, grey levels) of each object in drawing order.
@@ -204,13 +176,6 @@ class Renderer:
                 _paint_ring(mask, pts[0], pts[-1], class_id)
         return image, mask, objects
 
-    def render_group(self, categories, category, group: int, instances: list[int]):
-        """Yield (image index, image, fields, {"seg.png": mask}) for each image index."""
-        for index in instances:
-            image, mask, objects = self.render(categories, index)
-            fields = {"objects": objects, "mask": self.settings.mask}
-            yield index, image, fields, {"seg.png": mask}
-
 
 def mask_colors(mask: np.ndarray) -> np.ndarray:
     """An RGB view of a mask for contact sheets: black background, one hue per class id."""
@@ -221,12 +186,41 @@ def mask_colors(mask: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
-def preview_rows(db, settings: RenderSettings, images: int, masks: int) -> list[list]:
-    """Contact-sheet rows: the first ``images`` images, then the masks of the first ``masks``."""
-    renderer = Renderer(settings)
-    count = max(images, masks)
-    rendered = [renderer.render(db.params, k)[:2] for k in range(count)]
-    firsts = [image for image, _ in rendered[:images]]
-    width = max(1, masks)  # image k sits above its mask
-    rows = [firsts[k : k + width] for k in range(0, len(firsts), width)]
-    return rows + [[mask_colors(mask) for _, mask in rendered[:masks]]]
+@register_family("segrcdb")
+class SegRCDB(ContourFamily):
+    """SegRCDB: a sample is one image of ``objects`` objects of random categories, with its
+    segmentation mask as the ``seg.png`` member (the training target; no ``cls``)."""
+
+    Category = Category
+    fields = FIELDS
+    title = "fdgen segrcdb category (class id = file number + 1)"
+    SearchSettings = SearchSettings
+    RenderSettings = RenderSettings
+    renderer_class = Renderer
+    sample_unit = "image"
+    target_member = "seg.png"
+    preview_layout = PreviewLayout("{shown} images, masks of the first {instances}")
+
+    def sample_category(self, seed: int, index: int) -> Category:
+        return sample_category(seed, index)
+
+    def render_group(self, renderer: Renderer, group: Group, fmt: str) -> Iterator[Sample]:
+        """One sample per image index: the image, its metadata and its mask."""
+        for index in group.instances:
+            image, mask, objects = renderer.render(group.params, index)
+            meta = {"image": index, "objects": objects, "mask": renderer.settings.mask}
+            key, payload = self.sample_key(group.unit, index), {fmt: image_member(image, fmt)}
+            yield Sample.build(key, payload, meta, None, {"seg.png": image_member(mask, "png")})
+
+    def members(self, settings, fmt: str) -> tuple[str, ...]:
+        return (fmt, "json", "seg.png")
+
+    def preview_rows(self, db, settings, categories: int, instances: int) -> list[list]:
+        """The first ``categories`` images, then the masks of the first ``instances``."""
+        renderer = Renderer(settings)
+        count = max(categories, instances)
+        rendered = [renderer.render(db.params, k)[:2] for k in range(count)]
+        firsts = [image for image, _ in rendered[:categories]]
+        width = max(1, instances)  # image k sits above its mask
+        rows = [firsts[k : k + width] for k in range(0, len(firsts), width)]
+        return rows + [[mask_colors(mask) for _, mask in rendered[:instances]]]

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
-from fdgen.errors import check_option
 from fdgen.families import contour_base as base
-from fdgen.families.contour_base import CANVAS, CATEGORY_SUFFIX, Field, SearchSettings
-from fdgen.families.rcdb import draw_contours
+from fdgen.families import register_family
+from fdgen.families.contour_base import CANVAS, ContourFamily, ContourRenderer, Field
 from fdgen.kernels import contours as kc
 from fdgen.kernels.rng import sample_state
 
-TYPE = "visualatom"
 BACKGROUND = 0
 
 # Published distributions (make_VisualAtom.sh of the original).
@@ -33,8 +30,6 @@ RADIUS_MIN, RADIUS_MAX = 10, 60
 FREQ_MIN, FREQ_MAX = 0, 20  # n1, n2; n2 redrawn while n2 == n1 != 0
 OVAL_MIN, OVAL_MAX = 1.0, 2.0
 CENTRE_SPREAD = 512  # centre = (512 + randint(-512, 512)) / 2
-
-__all__ = ["CATEGORY_SUFFIX", "SearchSettings", "TYPE"]
 
 
 @dataclass(frozen=True)
@@ -69,16 +64,6 @@ FIELDS = (
 )
 
 
-def format_category(params: Category) -> str:
-    """The category as a small YAML mapping."""
-    return base.format_record("fdgen visualatom category", FIELDS, params)
-
-
-def read_category(path: Path) -> Category:
-    """Read a VisualAtom category file; errors name the file and field."""
-    return base.read_record(path, Category, FIELDS)
-
-
 # --- search (no filter) -----------------------------------------------------------------------
 
 
@@ -104,34 +89,7 @@ def sample_category(seed: int, index: int) -> Category:
     )
 
 
-candidate_specs = base.candidate_specs
-
-
-def evaluate_candidates(settings: SearchSettings, spec) -> list[base.Candidate]:
-    """Sample one batch of categories (runs in a worker process)."""
-    return base.sample_batch(sample_category, settings.seed, spec)
-
-
 # --- render -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RenderSettings:
-    """VisualAtom rendering; defaults are the published ones."""
-
-    size: int = 512
-    instances: int = 1000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_option(16 <= self.size <= 8192, "--size", "must be in [16, 8192]")
-        check_option(self.instances >= 1, "--instances", "must be >= 1")
-        check_option(self.seed >= 0, "--seed", "must be >= 0")
-
-
-def group_size(settings: RenderSettings) -> int:
-    """Every instance is rendered on its own."""
-    return 1
 
 
 @lru_cache(maxsize=64)
@@ -139,13 +97,10 @@ def _sines(vertices: int, n1: int, n2: int) -> np.ndarray:
     return kc.sine_terms(vertices, n1, n2)
 
 
-class Renderer:
-    """Renders VisualAtom instances (grey images, H x W uint8)."""
+class Renderer(ContourRenderer):
+    """Renders VisualAtom instances (grey lines on black)."""
 
-    def __init__(self, settings: RenderSettings):
-        self.settings = settings
-        self.scale = settings.size / CANVAS
-        self.two_level_value = None
+    background = BACKGROUND
 
     def contours(self, params: Category, category: int, instance: int):
         """Vertex pixel positions (orbits, vertices, 2) and grey levels of one instance."""
@@ -166,14 +121,15 @@ class Renderer:
         )  # fmt: skip
         return pts, grays
 
-    def render(self, params: Category, category: int, instance: int) -> np.ndarray:
-        """One instance as a new size x size uint8 image."""
-        size = self.settings.size
-        image = np.full((size, size), BACKGROUND, np.uint8)
-        draw_contours(image, *self.contours(params, category, instance))
-        return image
 
-    def render_group(self, params: Category, category: int, group: int, instances: list[int]):
-        """Yield (instance, image, fields) for each instance."""
-        for instance in instances:
-            yield instance, self.render(params, category, instance), {}
+@register_family("visualatom")
+class VisualAtom(ContourFamily):
+    """VisualAtom: one category = orbit parameters with two sine frequencies."""
+
+    Category = Category
+    fields = FIELDS
+    title = "fdgen visualatom category"
+    renderer_class = Renderer
+
+    def sample_category(self, seed: int, index: int) -> Category:
+        return sample_category(seed, index)
