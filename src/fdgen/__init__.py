@@ -30,7 +30,7 @@ class _Package(types.ModuleType):
         if name in _API:
             from fdgen import api
 
-            return getattr(api, name)
+            return vars(api)[name]
         raise AttributeError(f"module 'fdgen' has no attribute {name!r}")
 
     def __setattr__(self, name: str, value) -> None:

@@ -17,16 +17,25 @@ from fdgen.presets import all_presets
 
 # --- options generated from the families' settings ---------------------------------------
 
-_SETTINGS = {"search": "SearchSettings", "render": "RenderSettings"}
+# a command's settings class of a family, by the command's name
+_SETTINGS = {
+    "search": lambda family: family.SearchSettings,
+    "render": lambda family: family.RenderSettings,
+}
 _MAPS = ("maps_min", "maps_max")
+
+
+def _settings_classes(kind: str) -> dict:
+    """Every family's settings class of command ``kind`` ("search", "render"), by type."""
+    return {name: _SETTINGS[kind](get_family(name)) for name in family_names()}
 
 
 def _family_defaults(kind: str, setting: str) -> dict[str, str]:
     """Each family's default of a setting (``maps``: MIN-MAX), by type; families that do not
     take the setting are left out."""
     defaults = {}
-    for name in family_names():
-        fields = {f.name: f.default for f in dataclasses.fields(getattr(get_family(name), kind))}
+    for name, settings_class in _settings_classes(kind).items():
+        fields = {f.name: f.default for f in dataclasses.fields(settings_class)}
         if setting == "maps" and set(_MAPS) <= set(fields):
             defaults[name] = f"{fields['maps_min']}-{fields['maps_max']}"
         elif setting in fields and setting not in _MAPS:
@@ -58,8 +67,7 @@ class SettingChoice(click.Choice):
         from fdgen.families.base import setting_choices
 
         found = [
-            setting_choices(getattr(get_family(name), self.kind), self.setting)
-            for name in family_names()
+            setting_choices(cls, self.setting) for cls in _settings_classes(self.kind).values()
         ]
         return tuple(dict.fromkeys(c for choices in found for c in choices))
 
@@ -74,7 +82,7 @@ class SettingOption(click.Option):
 
     def __init__(self, *args, kind: str, **kwargs):
         super().__init__(*args, **kwargs)
-        self.kind, self.what = _SETTINGS[kind], self.help or ""
+        self.kind, self.what = kind, self.help or ""
 
     def get_help_record(self, ctx):
         self.help = f"{self.what} {defaults_text(self.kind, self.name)}".strip()
@@ -85,7 +93,7 @@ def setting(kind: str, setting_name: str, what: str = "", **kwargs):
     """A ``--SETTING-NAME`` option of a command's ``kind`` ("search" or "render") settings."""
     option = "--" + setting_name.replace("_", "-")
     if kwargs.pop("choice", False):
-        kwargs["type"] = SettingChoice(_SETTINGS[kind], setting_name)
+        kwargs["type"] = SettingChoice(kind, setting_name)
     return click.option(option, setting_name, cls=SettingOption, kind=kind, help=what, **kwargs)
 
 
@@ -373,9 +381,9 @@ def list_presets(name: str | None) -> None:
     click.echo(f"preset {name}")
     click.echo(f"  type        {cfg['type']}")
     click.echo(f"  about       {cfg.get('description', '')}")
-    click.echo(f"  search      {json.dumps(dataclasses.asdict(search_settings))}")
-    click.echo(f"  render      {json.dumps(dataclasses.asdict(render_settings))}")
-    click.echo(f"  (options override these: fdgen search --preset {name} --categories N ...)")
+    for label, settings in (("search", search_settings), ("render", render_settings)):
+        values = json.dumps(dataclasses.asdict(settings))
+        click.echo(f"  {label:11s} {values} (options override these)")
 
 
 @main.command()
