@@ -64,6 +64,12 @@ def _check_types(cls, values: dict, where: str) -> None:
             raise FdgenError(f"{option}: expected {fields[name].type}, got {value!r} ({where})")
 
 
+def _check_whole(value, option: str, low: int = 1) -> None:
+    """A whole-number option (workers, samples per shard, ...) must be an int >= ``low``."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+        raise FdgenError(f"{option}: expected a whole number >= {low}, got {value!r}")
+
+
 def build_settings(cls, preset_values: dict, given: dict, where: str):
     """A settings dataclass from preset values overridden by the given options (option name
     with underscores: value; ``maps`` is MIN-MAX); an option ``cls`` lacks is an error."""
@@ -74,6 +80,8 @@ def build_settings(cls, preset_values: dict, given: dict, where: str):
             values["maps_min"], values["maps_max"] = parse_maps(value)
         elif name in fields and name not in _MAPS:
             values[name] = value
+        elif name in _MAPS:
+            raise FdgenError(f"{name}: not an option; give both as maps=MIN-MAX (--maps)")
         else:
             option = "--" + name.replace("_", "-")
             raise FdgenError(f"{option} does not apply to {where}")
@@ -138,6 +146,7 @@ def search(
     (``categories``, ``fill_rate``, ``seed``, ``maps="2-7"``, ...)."""
     from fdgen.search import run_search
 
+    _check_whole(workers, "--workers")
     family, settings = search_settings(type, preset, **options)
     out = Path(out) if out is not None else Path(preset or f"{family.type}-{settings.categories}")
     with reporting(progress):
@@ -247,9 +256,16 @@ def render(
     WebDataset shards under ``shards`` (default ``DB-shards``), like ``fdgen render``.
     ``options``: the family's render settings (``instances``, ``size``, ``seed``, ...), over
     those of ``preset`` or of the preset the database was searched from."""
+    from fdgen.encode import FORMATS
     from fdgen.render import render_dataset
     from fdgen.search import default_workers
 
+    if format not in FORMATS:
+        raise FdgenError(f"--format: {format!r}: choose from {', '.join(FORMATS)}")
+    _check_whole(samples_per_shard, "--samples-per-shard")
+    _check_whole(workers, "--workers")
+    _check_whole(shard_index, "--shard-index", low=0)
+    _check_whole(num_shards, "--num-shards")
     workers = workers or default_workers()
     with reporting(progress):
         db = resolve_database(db, workers, num_shards)
@@ -356,6 +372,7 @@ def verify(
     from fdgen.shards import read_manifest, verify_folder
 
     out = Path(shards)
+    _check_whole(workers, "--workers")
     if rerender != "all" and (
         not isinstance(rerender, int) or isinstance(rerender, bool) or rerender < 0
     ):
