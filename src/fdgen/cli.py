@@ -108,16 +108,6 @@ def _given(ctx: click.Context) -> dict:
     }
 
 
-def _parse_maps(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        low, high = (int(v) for v in value.split("-"))
-    except ValueError:
-        raise click.BadParameter("expected MIN-MAX, e.g. 2-7") from None
-    return low, high
-
-
 FAMILY_DEFAULTS = (
     "An option's [FAMILY: DEFAULT] names the families that take it and their defaults (a "
     "preset's settings come first: `fdgen presets NAME`, `fdgen info DB` print them); a family "
@@ -170,7 +160,7 @@ def main() -> None:
 @setting("search", "points", "Orbit points of the test.", type=click.IntRange(min=2))
 @setting("search", "size", "Test raster size.", type=click.IntRange(min=4, max=8192))
 @setting("search", "pad", "Test raster padding.", type=click.IntRange(min=0))
-@setting("search", "maps", "Maps per category, MIN-MAX.", callback=_parse_maps)
+@setting("search", "maps", "Maps per category, MIN-MAX.", metavar="MIN-MAX")
 @setting("search", "rng", "Random stream.", choice=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Processes [all cores].")
 @click.option("--out", type=click.Path(path_type=Path), help="Database folder to write.")
