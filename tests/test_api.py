@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -24,15 +25,19 @@ def _cli_args(options: dict) -> list[str]:
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    """Every file of a folder by relative path, without the records that hold timings or the
-    folder's absolute path (db.yaml's elapsed_s, the shard manifest)."""
+    """Every file of a folder by relative path; of those that hold timings, pids or the
+    folder's absolute path only what does not (db.yaml without elapsed_s, the manifest's
+    identity, the render lock's name)."""
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         data = path.read_bytes()
         if path.name == "db.yaml":
             data = b"\n".join(line for line in data.splitlines() if b"elapsed_s" not in line)
-        if path.name != "manifest.json":
-            files[str(path.relative_to(folder))] = data
+        elif path.name == "manifest.json":
+            data = json.dumps(json.loads(data)["identity"]).encode()
+        elif path.name == ".lock":  # "host H, pid P, since HH:MM:SS"
+            data = b""
+        files[str(path.relative_to(folder))] = data
     return files
 
 
