@@ -25,6 +25,7 @@ def test_render_help_shows_each_familys_defaults_not_fractaldbs_for_all():
     assert "[fractal, rcdb, visualatom: 1000; fractal3d: 1740; checker: 4]" in text  # instances
     assert "--images INTEGER RANGE Images in all. [segrcdb: 20000]" in text
     assert "[362]" not in text and "[1000]" not in text
+    assert "j % NUM_SHARDS == SHARD_INDEX" in text  # click prints help as written, no %% escape
 
 
 def test_choices_are_the_families_own():

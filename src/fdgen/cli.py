@@ -242,7 +242,7 @@ def _note_left(out: Path, names: list[str]) -> None:
     "--shard-index",
     type=click.IntRange(min=0),
     default=0,
-    help="Render only shards j with j %% NUM_SHARDS == SHARD_INDEX [0].",
+    help="Render only shards j with j % NUM_SHARDS == SHARD_INDEX [0].",
 )
 @click.option(
     "--num-shards",
