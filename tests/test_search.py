@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import signal
@@ -10,7 +11,6 @@ import numpy as np
 import pytest
 import yaml
 
-from fdgen import search
 from fdgen.database import load_database
 from fdgen.errors import FdgenError
 from fdgen.families import fractal2d, get_family
@@ -122,7 +122,8 @@ def test_interrupted_search_resumes_to_the_same_result(tmp_path, monkeypatch):
     kw = dict(categories=5, seed=4, fill_rate=0.15, points=20000, size=128)
     _search(tmp_path / "full", **kw)
     # Small batches so that the interruption falls mid-search (the result must not depend on it).
-    monkeypatch.setattr(search, "BATCH", 4)
+    # the module: the name fdgen.search is the library function (fdgen.api.search)
+    monkeypatch.setattr(importlib.import_module("fdgen.search"), "BATCH", 4)
     real = fractal2d.evaluate_candidates
     calls = {"n": 0}
 

@@ -1,31 +1,105 @@
-"""The ``fdgen`` command line: parse and validate options, call the library, report."""
+"""The ``fdgen`` command line: parse options, call the library (``fdgen.api``), report."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import signal
+import threading
 from pathlib import Path
 
 import click
 
 from fdgen import __version__
 from fdgen.errors import FdgenError
-from fdgen.families import DEFAULT_TYPE, FAMILIES, get_family
-from fdgen.presets import all_presets, get_preset
+from fdgen.families import DEFAULT_TYPE, family_names, get_family
+from fdgen.presets import all_presets
+
+# --- options generated from the families' settings ---------------------------------------
+
+# a command's settings class of a family, by the command's name
+_SETTINGS = {
+    "search": lambda family: family.SearchSettings,
+    "render": lambda family: family.RenderSettings,
+}
+_MAPS = ("maps_min", "maps_max")
 
 
-def _parse_maps(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        low, high = (int(v) for v in value.split("-"))
-    except ValueError:
-        raise click.BadParameter("expected MIN-MAX, e.g. 2-7") from None
-    return low, high
+def _settings_classes(kind: str) -> dict:
+    """Every family's settings class of command ``kind`` ("search", "render"), by type."""
+    return {name: _SETTINGS[kind](get_family(name)) for name in family_names()}
 
 
-def _given(ctx: click.Context, names: list[str]) -> dict:
-    """Options the user typed (not defaults), by parameter name."""
+def _family_defaults(kind: str, setting: str) -> dict[str, str]:
+    """Each family's default of a setting (``maps``: MIN-MAX), by type; families that do not
+    take the setting are left out."""
+    defaults = {}
+    for name, settings_class in _settings_classes(kind).items():
+        fields = {f.name: f.default for f in dataclasses.fields(settings_class)}
+        if setting == "maps" and set(_MAPS) <= set(fields):
+            defaults[name] = f"{fields['maps_min']}-{fields['maps_max']}"
+        elif setting in fields and setting not in _MAPS:
+            defaults[name] = str(fields[setting])
+    return defaults
+
+
+def defaults_text(kind: str, setting: str) -> str:
+    """``[A: 362; B, C: 512]``: the families that take a setting, grouped
+    by their default; ``[0]`` when every family takes it with the same default."""
+    defaults = _family_defaults(kind, setting)
+    by_value: dict[str, list[str]] = {}
+    for name, value in defaults.items():
+        by_value.setdefault(value, []).append(name)
+    if len(by_value) == 1 and len(defaults) == len(family_names()):
+        return f"[{next(iter(by_value))}]"
+    return "[" + "; ".join(f"{', '.join(names)}: {v}" for v, names in by_value.items()) + "]"
+
+
+class SettingChoice(click.Choice):
+    """The choices of a setting, as the families' settings declare them (read on first use)."""
+
+    def __init__(self, kind: str, setting: str):
+        super().__init__((), case_sensitive=True)
+        self.kind, self.setting = kind, setting
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from fdgen.families.base import setting_choices
+
+        found = [
+            setting_choices(cls, self.setting) for cls in _settings_classes(self.kind).values()
+        ]
+        return tuple(dict.fromkeys(c for choices in found for c in choices))
+
+    @choices.setter
+    def choices(self, value) -> None:
+        pass
+
+
+class SettingOption(click.Option):
+    """An option that sets a family setting; its help ends with each family's default,
+    computed when help is shown (``fdgen --help`` imports no family)."""
+
+    def __init__(self, *args, kind: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kind, self.what = kind, self.help or ""
+
+    def get_help_record(self, ctx):
+        self.help = f"{self.what} {defaults_text(self.kind, self.name)}".strip()
+        return super().get_help_record(ctx)
+
+
+def setting(kind: str, setting_name: str, what: str = "", **kwargs):
+    """A ``--SETTING-NAME`` option of a command's ``kind`` ("search" or "render") settings."""
+    option = "--" + setting_name.replace("_", "-")
+    if kwargs.pop("choice", False):
+        kwargs["type"] = SettingChoice(kind, setting_name)
+    return click.option(option, setting_name, cls=SettingOption, kind=kind, help=what, **kwargs)
+
+
+def _given(ctx: click.Context) -> dict:
+    """The setting options the user typed (not defaults), by parameter name."""
+    names = [p.name for p in ctx.command.params if isinstance(p, SettingOption)]
     return {
         n: ctx.params[n]
         for n in names
@@ -34,69 +108,79 @@ def _given(ctx: click.Context, names: list[str]) -> dict:
     }
 
 
-def build_settings(cls, preset_values: dict, given: dict, where: str):
-    """A settings dataclass from preset values overridden by typed options."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in preset_values.items() if k in fields}
-    for name, value in given.items():
-        if name == "maps":
-            values["maps_min"], values["maps_max"] = value
-            name = "maps_min"
-        elif name in fields:
-            values[name] = value
-        if name not in fields:
-            option = "--" + name.replace("_", "-")
-            raise FdgenError(f"{option} does not apply to {where}")
-    return cls(**values)
+FAMILY_DEFAULTS = (
+    "An option's [FAMILY: DEFAULT] names the families that take it and their defaults (a "
+    "preset's settings come first: `fdgen presets NAME`, `fdgen info DB` print them); a family "
+    "not named rejects the option."
+)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# --- the commands -------------------------------------------------------------------------
+
+
+class _Commands(click.Group):
+    """The command group: a library error (``FdgenError``) ends as ``Error: ...``, exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except FdgenError as exc:
+            raise click.ClickException(exc.message) from None
+
+
+def _ignore_file_size_signal() -> None:
+    """Turn a file-size limit (RLIMIT_FSIZE) into a write error (EFBIG) instead of a kill, so
+    a render names the shard it could not write (the CLI's choice, not the library's)."""
+    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fdgen")
 def main() -> None:
     """Generate Formula-Driven Supervised Learning datasets (FractalDB and more)."""
+    _ignore_file_size_signal()
 
 
-SEARCH_OPTIONS = ["categories", "fill_rate", "seed", "points", "size", "pad", "maps", "rng"]
-SEARCH_OPTIONS += ["variance"]
-
-
-@main.command()
-@click.option("--type", "type_", default=None, help=f"Formula family: {', '.join(FAMILIES)}.")
+@main.command(epilog=FAMILY_DEFAULTS)
+@click.option(
+    "--type",
+    "type_",
+    default=None,
+    help=f"Formula family: {', '.join(family_names())} [the preset's, else {DEFAULT_TYPE}].",
+)
 @click.option("--preset", default=None, help="Named dataset (see `fdgen presets`).")
-@click.option("--categories", type=click.IntRange(min=1), help="Categories to keep [1000].")
-@click.option("--fill-rate", type=click.FloatRange(0, 1, min_open=True), help="[0.2]")
-@click.option("--variance", type=float, help="fractal3d: minimum variance per axis [0.05].")
-@click.option("--seed", type=click.IntRange(min=0), help="Random seed [0].")
-@click.option("--points", type=click.IntRange(min=2), help="Orbit points of the test [100000].")
-@click.option("--size", type=click.IntRange(min=4, max=8192), help="Test raster size [512].")
-@click.option("--pad", type=click.IntRange(min=0), help="Test raster padding [6].")
-@click.option("--maps", callback=_parse_maps, help="Maps per category, MIN-MAX [2-7].")
-@click.option("--rng", type=click.Choice(["default", "legacy"]), help="Random stream [default].")
+@setting("search", "categories", "Categories to keep.", type=click.IntRange(min=1))
+@setting(
+    "search", "fill_rate", "Minimum fill rate of the test raster.",
+    type=click.FloatRange(0, 1, min_open=True),
+)  # fmt: skip
+@setting("search", "variance", "Minimum variance per axis.", type=float)
+@setting("search", "seed", "Random seed.", type=click.IntRange(min=0))
+@setting("search", "points", "Orbit points of the test.", type=click.IntRange(min=2))
+@setting("search", "size", "Test raster size.", type=click.IntRange(min=4, max=8192))
+@setting("search", "pad", "Test raster padding.", type=click.IntRange(min=0))
+@setting("search", "maps", "Maps per category, MIN-MAX.", metavar="MIN-MAX")
+@setting("search", "rng", "Random stream.", choice=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Processes [all cores].")
 @click.option("--out", type=click.Path(path_type=Path), help="Database folder to write.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted search in --out.")
 @click.option("--force", is_flag=True, help="Start over: replace fdgen's database in --out.")
 @click.pass_context
 def search(ctx, type_, preset, workers, out, resume, force, **_):
-    """Sample formula parameters and keep those that pass the family's filter."""
-    from fdgen.search import run_search
+    """Sample formula parameters and keep those that pass the family's filter.
 
-    preset_cfg = get_preset(preset) if preset else {}
-    type_ = type_ or preset_cfg.get("type", DEFAULT_TYPE)
-    if preset_cfg and preset_cfg["type"] != type_:
-        raise FdgenError(f"--type {type_} contradicts --preset {preset} ({preset_cfg['type']})")
-    family = get_family(type_)
-    settings = build_settings(
-        family.SearchSettings,
-        preset_cfg.get("search", {}),
-        _given(ctx, SEARCH_OPTIONS),
-        f"--type {type_}",
-    )
-    out = out or Path(preset or f"{type_}-{settings.categories}")
-    meta = run_search(family, settings, out, workers, resume, force, preset=preset)
-    if meta.get("already_complete"):
+    `fdgen presets NAME` prints the settings a preset searches with."""
+    from fdgen import api
+
+    result = api.search(
+        out, type=type_ or None, preset=preset, workers=workers, resume=resume, force=force,
+        progress=True, **_given(ctx),
+    )  # fmt: skip
+    out, meta = result.out, result.meta
+    if result.already_complete:
         click.echo(f"{out}: already holds these {meta['categories']} categories; nothing to do")
-        _note_left(out, meta["left"])
+        _note_left(out, result.left)
         return
     tried = meta["candidates_tried"]
     click.echo(
@@ -104,7 +188,7 @@ def search(ctx, type_, preset, workers, out, resume, force, **_):
         f"({meta['categories'] / tried:.2%} accepted, {meta['diverged_candidates']} diverged) "
         f"in {meta['elapsed_s']:.1f} s"
     )
-    _note_left(out, meta["left"])
+    _note_left(out, result.left)
 
 
 def _note_left(out: Path, names: list[str]) -> None:
@@ -115,77 +199,38 @@ def _note_left(out: Path, names: list[str]) -> None:
         click.echo(f"{out}: left {len(names)} files that fdgen did not write: {shown}")
 
 
-RENDER_OPTIONS = ["size", "pad", "points", "draw", "weight_delta", "instances", "seed"]
-RENDER_OPTIONS += ["views", "models", "view_jitter", "output", "images", "objects", "mask"]
-
-
-def resolve_database(db_arg: str, workers: int | None):
-    """Load ``--db``: a folder, or a preset name (searched first when its folder is missing)."""
-    from fdgen.database import load_database, read_meta
-    from fdgen.search import run_search
-
-    path = Path(db_arg)
-    presets = all_presets()
-    if db_arg in presets:
-        cfg = presets[db_arg]
-        family = get_family(cfg["type"])
-        settings = family.SearchSettings(**cfg.get("search", {}))
-        meta = read_meta(path) if path.exists() else None
-        if meta is None:
-            click.echo(f"{db_arg}: no finished database folder here; running the preset's search")
-            run_search(family, settings, path, workers, resume=True, preset=db_arg)
-        elif (
-            meta["type"] != cfg["type"]
-            or meta.get("settings") != dataclasses.asdict(settings)
-            or meta.get("preset", db_arg) != db_arg
-        ):
-            raise FdgenError(
-                f"--db: the folder {path} holds a database made with other settings than the "
-                f"preset {db_arg}; move or rename it, or search the preset into another folder"
-            )
-        db = load_database(path)
-        db.meta.setdefault("preset", db_arg)  # a folder searched before db.yaml named presets
-        return db
-    if not path.exists() and "/" not in db_arg:
-        names = ", ".join(presets)
-        raise FdgenError(f"--db: {db_arg} is neither a folder nor a preset ({names})")
-    return load_database(path)
-
-
-@main.command()
+@main.command(epilog=FAMILY_DEFAULTS)
 @click.option(
     "--db", "db_arg", required=True, help="Database folder, original CSV folder or preset."
 )
 @click.option("--shards", type=click.Path(path_type=Path), help="Output folder [DB-shards].")
-@click.option("--size", type=click.IntRange(min=4, max=8192), help="Image size [362].")
-@click.option("--pad", type=click.IntRange(min=0), help="Padding [6].")
-@click.option("--points", type=click.IntRange(min=1), help="Orbit points per image [200000].")
 @click.option(
-    "--draw",
-    type=click.Choice(["patch_gray", "patch_color", "point_gray", "point_color"]),
-    help="Drawing mode [patch_gray].",
+    "--preset",
+    help="Render settings of this preset instead of those of the preset the database was "
+    "searched from (same type).",
 )
-@click.option("--weight-delta", type=click.FloatRange(0, 0.5), help="Weight table D [0.4].")
-@click.option("--instances", type=click.IntRange(min=1), help="Images per category [1000].")
-@click.option("--views", type=click.Choice(["fixed", "random"]), help="fractal3d: views [fixed].")
-@click.option("--models", type=click.IntRange(min=1), help="fractal3d: models per category [145].")
-@click.option("--view-jitter", type=float, help="fractal3d: fixed-view jitter, degrees [5].")
-@click.option(
-    "--output", type=click.Choice(["image", "pointcloud"]), help="fractal3d: payload [image]."
-)
-@click.option("--images", type=click.IntRange(min=1), help="SegRCDB: images in all [20000].")
-@click.option("--objects", type=click.IntRange(min=1), help="SegRCDB: objects per image [32].")
-@click.option(
-    "--mask",
-    type=click.Choice(["lines", "ring", "filled"]),
-    help="SegRCDB mask: contour lines, ring between first and last contour, filled [lines].",
-)
+@setting("render", "size", "Image size.", type=click.IntRange(min=4, max=8192))
+@setting("render", "pad", "Padding.", type=click.IntRange(min=0))
+@setting("render", "points", "Orbit points per image.", type=click.IntRange(min=1))
+@setting("render", "draw", "Drawing mode.", choice=True)
+@setting("render", "weight_delta", "Weight table D.", type=click.FloatRange(0, 0.5))
+@setting("render", "instances", "Images per category.", type=click.IntRange(min=1))
+@setting("render", "views", "Camera views.", choice=True)
+@setting("render", "models", "Models per category.", type=click.IntRange(min=1))
+@setting("render", "view_jitter", "Fixed-view jitter, degrees.", type=float)
+@setting("render", "output", "Payload.", choice=True)
+@setting("render", "images", "Images in all.", type=click.IntRange(min=1))
+@setting("render", "objects", "Objects per image.", type=click.IntRange(min=1))
+@setting(
+    "render", "mask",
+    "Mask: contour lines, ring between first and last contour, filled.", choice=True,
+)  # fmt: skip
 @click.option(
     "--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True
 )
 @click.option("--samples-per-shard", type=click.IntRange(min=1), default=5000, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Processes [all cores].")
-@click.option("--seed", type=click.IntRange(min=0), help="Random seed [0].")
+@setting("render", "seed", "Random seed.", type=click.IntRange(min=0))
 @click.option("--force", is_flag=True, help="Replace the shards fdgen wrote with other settings.")
 @click.option(
     "--backend",
@@ -197,7 +242,7 @@ def resolve_database(db_arg: str, workers: int | None):
     "--shard-index",
     type=click.IntRange(min=0),
     default=0,
-    help="Render only shards j with j %% NUM_SHARDS == SHARD_INDEX [0].",
+    help="Render only shards j with j % NUM_SHARDS == SHARD_INDEX [0].",
 )
 @click.option(
     "--num-shards",
@@ -207,33 +252,24 @@ def resolve_database(db_arg: str, workers: int | None):
 )
 @click.option("--rehash", is_flag=True, help="Re-hash finished shards; redo damaged ones.")
 @click.pass_context
-def render(ctx, db_arg, shards, fmt, samples_per_shard, workers, force, backend, scheduler, **kw):
+def render(ctx, db_arg, shards, preset, fmt, samples_per_shard, workers, force, **kw):
     """Render every instance of every category into WebDataset shards.
 
-    Settings not given as options come from the preset the database was searched from."""
-    from fdgen.database import render_settings
-    from fdgen.render import render_dataset
+    Settings not given as options come from the preset the database was searched from
+    (`fdgen info DB` prints them), else from the family's defaults."""
+    from fdgen import api
     from fdgen.search import default_workers
 
     workers = workers or default_workers()
-    if kw["num_shards"] > 1 and db_arg in all_presets():
-        from fdgen.database import read_meta
-
-        if read_meta(Path(db_arg)) is None:
-            raise FdgenError(
-                f"--num-shards: every partition would run the search of preset {db_arg} at "
-                f"once; run `fdgen search --preset {db_arg} --out {db_arg}` first"
-            )
-    db = resolve_database(db_arg, workers)
-    settings = render_settings(db, **_given(ctx, RENDER_OPTIONS))
-    out = shards or Path(f"{db.path.name}-shards")
-    if backend == "local" and scheduler:
-        raise FdgenError("--scheduler applies only to --backend dask")
-    manifest = render_dataset(
-        db, settings, out, fmt, samples_per_shard, workers, force,
+    with_notes = dict(workers=workers, num_shards=kw["num_shards"], notice=click.echo)
+    db = api.resolve_database(db_arg, **with_notes)
+    result = api.render(
+        db, shards, preset=preset, format=fmt, samples_per_shard=samples_per_shard,
+        workers=workers, force=force, backend=kw["backend"], scheduler=kw["scheduler"],
         shard_index=kw["shard_index"], num_shards=kw["num_shards"], rehash=kw["rehash"],
-        backend=backend or ("dask" if scheduler else "local"), scheduler=scheduler,
+        progress=True, **_given(ctx),
     )  # fmt: skip
+    out, manifest = result.out, result.manifest
     rate = manifest["images_per_s"]
     if manifest["status"] == "partial":
         click.echo(
@@ -242,7 +278,7 @@ def render(ctx, db_arg, shards, fmt, samples_per_shard, workers, force, backend,
             f"{manifest['complete_shards']} of {manifest['num_shards']} shards complete, "
             "the last partition to finish writes the index files"
         )
-        _note_left(out, manifest["left"])
+        _note_left(out, result.left)
         return
     click.echo(
         f"{out}: {manifest['num_samples']:,} samples in {manifest['num_shards']} shards "
@@ -251,7 +287,7 @@ def render(ctx, db_arg, shards, fmt, samples_per_shard, workers, force, backend,
         + f"; {manifest['diverged']:,} from diverged orbits; "
         f"{manifest['bytes'] / 2**20:,.1f} MiB)"
     )
-    _note_left(out, manifest["left"])
+    _note_left(out, result.left)
 
 
 @main.command()
@@ -305,65 +341,39 @@ def _parse_rerender(ctx, param, value):
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 def verify(out: Path, decode: bool, rerender, db_path: Path | None, workers: int) -> None:
     """Check every shard against its sidecar and the plan; exit 1 naming each problem."""
-    from fdgen.progress import progress_bar
-    from fdgen.shards import read_manifest, shard_name, sidecar_name, verify_folder
+    from fdgen import api
 
-    if db_path is not None and not rerender:
-        raise FdgenError("--db applies only with --rerender N (N >= 1) or --rerender all")
-    manifest = read_manifest(out)
-    total = manifest["num_shards"]
-    source = None
-    if rerender:
-        from fdgen.rerender import load_source
-
-        source = load_source(out, manifest, db_path)  # its errors come before any work
-    with progress_bar("verify", total, "shards") as update:
-        report = verify_folder(out, decode, lambda check: update(1), workers, rerender, source)
-    bad = [c for c in report["shards"] if not c.ok]
-    for check in bad:
-        for problem in check.problems:
-            click.echo(f"{out / shard_name(check.index)}: {problem}", err=True)
-    for problem in report["index_problems"]:
-        click.echo(f"{out}: {problem}", err=True)
-    what = "decoded and checked" if decode else "checked"
-    summary = f"{out}: {total - len(bad)} of {total} shards OK, {report['samples']:,} samples"
-    summary += f" {what}"
-    if rerender:
-        rerendered = sum(c.rerendered for c in report["shards"])
-        summary += f", {rerendered:,} compared with a fresh render"
-    index_problems = len(report["index_problems"])
-    if bad or index_problems:
-        names = ", ".join(shard_name(c.index) for c in bad[:5]) + (", ..." if len(bad) > 5 else "")
-        fresh = [c for c in bad if any("from a fresh render" in p for p in c.problems)]
-        advice = ". Rerun the same `fdgen render` (with --rehash for damage that kept the size)"
-        if fresh:
-            version = manifest.get("fdgen_version")
-            advice += (
-                f"; samples that differ from a fresh render are sealed by their sidecar: delete "
-                f"{sidecar_name(fresh[0].index)}"
-                + (" (and the others named)" if len(fresh) > 1 else "")
-                + " before rerunning it"
-                + (
-                    f" (the shards were rendered by fdgen {version}, this is {__version__}: "
-                    "a changed renderer differs too)"
-                    if version and version != __version__
-                    else ""
-                )
-            )
-        raise FdgenError(
-            f"{summary}; {len(bad)} shard(s) with problems"
-            + (f" ({names})" if bad else "")
-            + (f"; {index_problems} index problem(s)" if index_problems else "")
-            + advice
-        )
-    click.echo(summary)
+    report = api.verify(
+        out, decode=decode, rerender=rerender, db=db_path, workers=workers, progress=True
+    )
+    for problem in report.problems:
+        click.echo(problem, err=True)
+    if not report.ok:
+        raise FdgenError(report.failure())
+    click.echo(report.summary)
 
 
 @main.command("presets")
-def list_presets() -> None:
-    """List the named datasets."""
-    for name, cfg in all_presets().items():
-        click.echo(f"{name:16s} {cfg['type']:12s} {cfg.get('description', '')}")
+@click.argument("name", required=False)
+def list_presets(name: str | None) -> None:
+    """List the named datasets, or print one's type, description and effective settings."""
+    if name is None:
+        for preset, cfg in all_presets().items():
+            click.echo(f"{preset:16s} {cfg['type']:12s} {cfg.get('description', '')}")
+        return
+    from fdgen import api
+
+    cfg = api.presets().get(name)
+    if cfg is None:
+        names = ", ".join(all_presets())
+        raise FdgenError(f"NAME: unknown preset {name!r}; choose from {names}")
+    search_settings, render_settings = api.preset_settings(name)
+    click.echo(f"preset {name}")
+    click.echo(f"  type        {cfg['type']}")
+    click.echo(f"  about       {cfg.get('description', '')}")
+    for label, settings in (("search", search_settings), ("render", render_settings)):
+        values = json.dumps(dataclasses.asdict(settings))
+        click.echo(f"  {label:11s} {values} (options override these)")
 
 
 @main.command()
@@ -389,9 +399,9 @@ def info(path: Path) -> None:
         click.echo(f"  settings    {json.dumps(manifest['identity']['settings'])}")
         click.echo(f"  format      {manifest['identity']['format']}")
     else:
-        from fdgen.database import load_database, render_settings
+        from fdgen import api
 
-        db = load_database(path)
+        db = api.load_database(path)
         click.echo(f"database {path}")
         click.echo(f"  type        {db.type}")
         if "preset" in db.meta:
@@ -399,7 +409,7 @@ def info(path: Path) -> None:
         click.echo(f"  categories  {len(db):,}")
         if "settings" in db.meta:
             click.echo(f"  settings    {json.dumps(db.meta['settings'])}")
-        effective = dataclasses.asdict(render_settings(db))
+        effective = dataclasses.asdict(api.render_settings(db))
         click.echo(f"  render      {json.dumps(effective)} (options override these)")
         if "candidates_tried" in db.meta:
             click.echo(f"  candidates  {db.meta['candidates_tried']:,} tried")
@@ -424,11 +434,11 @@ def info(path: Path) -> None:
 @click.option("--thumb", type=click.IntRange(min=16, max=1024), default=128, show_default=True)
 def preview(db_arg, out, categories, instances, thumb):
     """Write a contact sheet: the first categories, then instances of the first one."""
-    from fdgen.database import render_settings
+    from fdgen import api
     from fdgen.preview import contact_sheet
 
-    db = resolve_database(db_arg, None)
+    db = api.resolve_database(db_arg, notice=click.echo)
     family = get_family(db.type)
-    settings = render_settings(db)
+    settings = api.render_settings(db)
     contact_sheet(db, settings, out, categories, instances, thumb)
     click.echo(f"{out}: {family.preview_text(db, categories, instances)}")

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-import click
 
+class FdgenError(Exception):
+    """A user error, with a one-line ``message`` naming the option, file or field.
 
-class FdgenError(click.ClickException):
-    """A user error: the CLI prints ``Error: <message>`` and exits with code 1, no traceback."""
+    A plain exception, so library callers catch it like any other; the ``fdgen`` command line
+    prints ``Error: <message>`` and exits with code 1, no traceback.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def check_option(ok: bool, option: str, rule: str) -> None:

@@ -6,8 +6,6 @@ import dataclasses
 import hashlib
 import json
 import re
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -258,12 +256,6 @@ def _rehash(out: Path, done: dict, indices: list[int], workers: int) -> list[int
     return [j for j, bad in zip(indices, flags, strict=True) if bad]
 
 
-def _ignore_file_size_signal() -> None:
-    """Turn a file-size limit (RLIMIT_FSIZE) into a write error (EFBIG) instead of a kill."""
-    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-
-
 def render_dataset(
     db: Database,
     settings,
@@ -313,7 +305,6 @@ def render_dataset(
     plan = shard_plan(db, settings, samples_per_shard)
     identity = _identity(db, settings, fmt, samples_per_shard)
     _check(out, identity, force)  # checked again under the lock; this one writes nothing
-    _ignore_file_size_signal()
     try:
         with lock_folder(out, partition):
             run = _Run(db, family, settings, fmt, plan, identity, out.absolute(), partition)

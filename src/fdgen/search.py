@@ -216,7 +216,8 @@ def run_search(
             yield delayed(family.evaluate_candidates)(settings, spec)
 
     last_index = progress["next_candidate"] - 1
-    with progress_bar("search", target, "categories") as update:
+    # catch_warnings: the filter below is scoped, a library call leaves the caller's as they were
+    with progress_bar("search", target, "categories") as update, warnings.catch_warnings():
         update(accepted)
         results = Parallel(n_jobs=workers, return_as="generator", pre_dispatch="2*n_jobs")(tasks())
         warnings.filterwarnings("ignore", message=".*tasks which were still being processed")

@@ -14,11 +14,12 @@ writer takes the bytes (``Sample.encoded()``) and the on-the-fly dataset the arr
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +29,18 @@ import numpy as np
 from fdgen.encode import encode_image
 
 SAMPLE_UNITS = ("category", "image")
+
+
+def choice_field(default: str, choices: Sequence[str]):
+    """A settings field that takes one of ``choices``: the CLI offers them (``--help``, shell
+    completion) from here, and the settings' ``__post_init__`` checks them."""
+    return field(default=default, metadata={"choices": tuple(choices)})
+
+
+def setting_choices(settings_class, name: str) -> tuple[str, ...]:
+    """The choices a field of a settings class declares (see ``choice_field``), else ()."""
+    fields = {f.name: f for f in dataclasses.fields(settings_class)}
+    return fields[name].metadata.get("choices", ()) if name in fields else ()
 
 
 # --- search -------------------------------------------------------------------------------

@@ -17,12 +17,13 @@ import numpy as np
 
 from fdgen.errors import check_option
 from fdgen.families import ifs_csv, register_family
-from fdgen.families.base import Candidate, Family, Group, image_member
+from fdgen.families.base import Candidate, Family, Group, choice_field, image_member
 from fdgen.kernels import ifs
 from fdgen.kernels.rng import sample_state
 
 CATEGORY_SUFFIX = ".csv"
 DRAW_MODES = ("patch_gray", "patch_color", "point_gray", "point_color")
+RNG_STREAMS = ("default", "legacy")  # candidate streams of the search, see SearchSettings
 GRAY_VALUE = 127
 FLIPS = 4
 WEIGHT_ROWS = 25
@@ -66,7 +67,7 @@ class SearchSettings:
     pad: int = 6
     maps_min: int = 2
     maps_max: int = 7
-    rng: str = "default"
+    rng: str = choice_field("default", RNG_STREAMS)
 
     def __post_init__(self) -> None:
         check_option(self.categories >= 1, "--categories", "must be >= 1")
@@ -80,7 +81,7 @@ class SearchSettings:
         check_option(
             1 <= self.maps_min <= self.maps_max <= 64, "--maps", "needs 1 <= MIN <= MAX <= 64"
         )
-        check_option(self.rng in ("default", "legacy"), "--rng", "must be default or legacy")
+        check_option(self.rng in RNG_STREAMS, "--rng", "must be default or legacy")
         check_option(self.seed >= 0, "--seed", "must be >= 0")
         reachable = self.points / self.size**2
         check_option(
@@ -193,7 +194,7 @@ class RenderSettings:
     size: int = 362
     pad: int = 6
     points: int = 200_000
-    draw: str = "patch_gray"
+    draw: str = choice_field("patch_gray", DRAW_MODES)
     weight_delta: float = 0.4
     instances: int = 1000
     seed: int = 0

@@ -30,6 +30,7 @@ from fdgen.families.base import (
     Group,
     Member,
     PreviewLayout,
+    choice_field,
     image_member,
     npy_bytes,
 )
@@ -231,9 +232,9 @@ class RenderSettings:
     points: int = 100_000
     instances: int = MAX_MODELS * VIEWS
     models: int = MAX_MODELS
-    views: str = "fixed"
+    views: str = choice_field("fixed", VIEW_MODES)
     view_jitter: float = 5.0
-    output: str = "image"
+    output: str = choice_field("image", OUTPUTS)
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from fdgen.errors import FdgenError, check_option
 from fdgen.families import contour_base as base
 from fdgen.families import rcdb, register_family
-from fdgen.families.base import Group, PreviewLayout, Sample, image_member
+from fdgen.families.base import Group, PreviewLayout, Sample, choice_field, image_member
 from fdgen.families.contour_base import CANVAS, ContourFamily, draw_contours
 from fdgen.families.contour_base import SearchSettings as _ContourSearch
 from fdgen.kernels import contours as kc
@@ -96,7 +96,7 @@ class RenderSettings:
     size: int = 512
     images: int = 20_000
     objects: int = 32
-    mask: str = "lines"
+    mask: str = choice_field("lines", MASK_MODES)
     seed: int = 0
 
     def __post_init__(self) -> None:
