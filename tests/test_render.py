@@ -18,7 +18,9 @@ from PIL import Image
 from fdgen.encode import encode_image, two_level_png
 from fdgen.families import fractal2d
 from fdgen.kernels.rng import sample_state
-from fdgen.shards import ShardWriter, tar_header
+from fdgen.output.folder import ShardFolder
+from fdgen.output.tar import tar_header
+from fdgen.output.writers import WebDatasetWriter
 from tiny_shards import cli, leftovers, make_db, render_args, snapshot
 
 from slow_reference import render_variant
@@ -261,10 +263,10 @@ def test_tar_header_equals_what_tarfile_writes(name, size):
 
 def test_shard_file_equals_a_tarfile_archive_of_the_same_members(tmp_path):
     members = {"a_1": {"png": b"\x89PNG" * 300, "cls": b"3"}, "a_2": {"png": b"", "cls": b"12"}}
-    writer = ShardWriter(tmp_path, 0)
+    writer = WebDatasetWriter(ShardFolder(tmp_path), 0)
     for key, fields in members.items():
         writer.add(key, fields)
-    writer.commit({})
+    writer.commit()
     expected = io.BytesIO()
     with tarfile.open(fileobj=expected, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for key, fields in members.items():
