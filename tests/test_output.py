@@ -1,9 +1,11 @@
-"""The output package on its own: typed, versioned manifest and sidecar records (load,
-validate, save), the files a shard folder owns, and a second writer plugged into render."""
+"""The output package on its own: the tar stream, typed and versioned manifest and sidecar
+records (load, validate, save), the files a shard folder owns, and a second writer plugged
+into render."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import tarfile
@@ -14,7 +16,8 @@ import pytest
 from fdgen import readback
 from fdgen.database import load_database, render_settings
 from fdgen.families.base import Sample
-from fdgen.output import Manifest, ShardFolder, Sidecar, Writer, folder_status
+from fdgen.output import Manifest, ShardFolder, Sidecar, WebDatasetWriter, Writer, folder_status
+from fdgen.output.tar import tar_header
 from fdgen.render import render_dataset
 from tiny_shards import cli, make_db, render_args
 
@@ -39,6 +42,37 @@ def _edit_json(path: Path, change) -> None:
     record = json.loads(path.read_text())
     change(record)
     path.write_text(json.dumps(record, indent=1))
+
+
+@pytest.mark.parametrize(
+    "name, size", [("c000001_i000002.png", 8123), ("k.cls", 0), ("x" * 100, 1)]
+)
+def test_tar_header_equals_what_tarfile_writes(name, size):
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode, info.uname, info.gname = size, 0, 0o644, "", ""
+    assert tar_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT)
+
+
+def test_shard_file_equals_a_tarfile_archive_of_the_same_members(tmp_path):
+    members = {"a_1": {"png": b"\x89PNG" * 300, "cls": b"3"}, "a_2": {"png": b"", "cls": b"12"}}
+    writer = WebDatasetWriter(ShardFolder(tmp_path), 0)
+    for key, fields in members.items():
+        writer.add(key, fields)
+    writer.commit()
+    expected = io.BytesIO()
+    with tarfile.open(fileobj=expected, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for key, fields in members.items():
+            for ext, data in fields.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size, info.mtime, info.mode, info.uname, info.gname = (
+                    len(data),
+                    0,
+                    0o644,
+                    "",
+                    "",
+                )
+                tar.addfile(info, io.BytesIO(data))
+    assert (tmp_path / "shard-000000.tar").read_bytes() == expected.getvalue()
 
 
 def test_manifest_and_sidecar_round_trip_to_the_same_bytes(tiny, tmp_path):
