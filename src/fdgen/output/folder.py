@@ -212,6 +212,13 @@ def check_manifest(manifest) -> dict:
     return manifest
 
 
+_MANIFEST_ORDER = (
+    "version", "fdgen_version", "identity", "database", "database_preset", "categories",
+    "num_shards", "num_samples", "plan", "sample_unit", "status", "rendered_now", "elapsed_s",
+    "images_per_s", "complete_shards", "diverged", "bytes",
+)  # fmt: skip
+
+
 @dataclass
 class Manifest:
     """``manifest.json``: what a shard folder holds and how it was rendered.
@@ -260,12 +267,11 @@ class Manifest:
 
     def to_dict(self) -> dict:
         """The JSON fields in the order fdgen writes them; unset optional fields are left out."""
-        record: dict = {"version": self.version}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "version" or (value is None and f.default is None):
-                continue
-            record[f.name] = dataclasses.asdict(value) if f.name == "plan" else value
+        record: dict = {}
+        for name in _MANIFEST_ORDER:
+            value = getattr(self, name)
+            if value is not None:
+                record[name] = dataclasses.asdict(value) if name == "plan" else value
         return record
 
     def save(self, path: Path) -> None:
