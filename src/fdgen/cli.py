@@ -305,8 +305,7 @@ def status(out: Path, list_all: bool) -> None:
         f"{out}: {done} of {total} shards complete, {st.samples_done:,} of {samples:,} "
         f"samples ({pct:.1f}%)"
     )
-    for state in ("incomplete", "missing"):
-        indices = getattr(st, state)
+    for state, indices in (("incomplete", st.incomplete), ("missing", st.missing)):
         shown = indices if list_all else indices[:10]
         names = ", ".join(shard_name(j) for j in shown)
         left = len(indices) - len(shown)

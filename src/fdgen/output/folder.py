@@ -268,8 +268,9 @@ class Manifest:
     def to_dict(self) -> dict:
         """The JSON fields in the order fdgen writes them; unset optional fields are left out."""
         record: dict = {}
+        values = vars(self)
         for name in _MANIFEST_ORDER:
-            value = getattr(self, name)
+            value = values[name]
             if value is not None:
                 record[name] = dataclasses.asdict(value) if name == "plan" else value
         return record
