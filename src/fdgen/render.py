@@ -306,11 +306,11 @@ def _render_locked(
     manifest.elapsed_s = round(elapsed, 3)
     manifest.images_per_s = round(rendered / elapsed, 1) if rendered else None
     manifest.complete_shards = complete
-    record = manifest.to_dict()
-    result = {name: record.get(name) for name in _RESULT_FIELDS}  # None ones too, for callers
+    fields = manifest.to_dict()
+    result = {name: fields.get(name) for name in _RESULT_FIELDS}  # None ones too, for callers
     if complete < plan.num_shards:
         # Another partition is still at work; the last one to finish writes the indexes.
-        return record | result | {"status": "partial", "diverged": None, "bytes": None}
+        return fields | result | {"status": "partial", "diverged": None, "bytes": None}
     folder.write_indexes(name or db.path.name, plan)
     manifest.status = "complete"
     manifest.diverged = sum(r.diverged or 0 for r in records.values())
