@@ -632,7 +632,7 @@ def _schema(identity: dict, folder: Path) -> tuple[Family, tuple[str, ...]]:
     family = get_family(identity["type"], where=f"{manifest}: identity.type")
     try:
         settings = family.RenderSettings(**identity["settings"])
-    except TypeError as exc:
+    except (TypeError, FdgenError) as exc:  # unknown fields, or values out of range
         raise FdgenError(
             f"{manifest}: identity.settings do not fit type {family.type} ({exc})"
         ) from None
