@@ -157,7 +157,7 @@ def _schema(manifest: Manifest, folder: ShardFolder) -> tuple[Family, tuple[str,
     family = get_family(identity["type"], where=f"{where}: identity.type")
     try:
         settings = family.RenderSettings(**identity["settings"])
-    except TypeError as exc:
+    except (TypeError, FdgenError) as exc:  # unknown fields, or values out of range
         raise FdgenError(
             f"{where}: identity.settings do not fit type {family.type} ({exc})"
         ) from None
