@@ -31,9 +31,9 @@ from fdgen.encode import encode_image
 from fdgen.families import fractal2d, get_family
 from fdgen.kernels import ifs
 from fdgen.kernels.rng import sample_state
+from fdgen.output import ShardFolder, WebDatasetWriter
 from fdgen.render import render_dataset
 from fdgen.search import run_search
-from fdgen.shards import ShardWriter
 
 RECOMMENDED = fractal2d.RenderSettings()
 
@@ -119,11 +119,11 @@ def stage_breakdown(db_path: Path, repeats: int) -> dict:
     tmp = Path(tempfile.mkdtemp())
 
     def tar_write():
-        writer = ShardWriter(tmp, 0)
+        writer = WebDatasetWriter(ShardFolder(tmp), 0)
         for k, data in enumerate(encoded):
             meta = json.dumps({"category": k, "instance": k}).encode()
             writer.add(f"c{k:06d}_i{k:06d}", {"png": data, "cls": b"1", "json": meta})
-        writer.commit({})
+        writer.commit()
 
     t_tar = median_of(tar_write, repeats) / len(encoded)
     shutil.rmtree(tmp)
