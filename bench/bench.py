@@ -32,8 +32,8 @@ from fdgen.families import fractal2d, get_family
 from fdgen.kernels import ifs
 from fdgen.kernels.rng import sample_state
 from fdgen.output import ShardFolder, WebDatasetWriter
-from fdgen.render import render_dataset
-from fdgen.search import run_search
+from fdgen.rendering import render_dataset
+from fdgen.searching import run_search
 
 RECOMMENDED = fractal2d.RenderSettings()
 
@@ -169,7 +169,7 @@ def run_capped_search(settings, out: Path, workers: int, candidates: int) -> Non
     """Evaluate exactly ``candidates`` candidates through joblib, as the search driver does."""
     from joblib import Parallel, delayed
 
-    from fdgen.search import BATCH
+    from fdgen.searching import BATCH
 
     specs = [("default", k, BATCH) for k in range(0, candidates, BATCH)]
     Parallel(n_jobs=workers)(delayed(fractal2d.evaluate_candidates)(settings, s) for s in specs)
@@ -197,7 +197,7 @@ def parent_peak_rss_mb(db_path: Path, root: Path, instances: int) -> float:
     code = (
         "import resource,sys;from pathlib import Path;"
         "from fdgen.database import load_database;from fdgen.families import fractal2d;"
-        "from fdgen.render import render_dataset;"
+        "from fdgen.rendering import render_dataset;"
         f"db=load_database(Path({str(db_path)!r}));"
         f"s=fractal2d.RenderSettings(instances={instances},points=20000);"
         f"render_dataset(db,s,Path({str(root)!r})/'mem{instances}','png',500,2,force=True);"

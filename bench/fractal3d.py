@@ -18,8 +18,8 @@ from fdgen.database import load_database
 from fdgen.encode import encode_image
 from fdgen.families import fractal3d as f3
 from fdgen.families import get_family
-from fdgen.render import render_dataset
-from fdgen.search import run_search
+from fdgen.rendering import render_dataset
+from fdgen.searching import run_search
 
 
 def kernel_rate(db, settings: f3.RenderSettings, groups: int) -> float:

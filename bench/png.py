@@ -27,7 +27,7 @@ from fdgen.database import load_database
 from fdgen.encode import _with_filter_bytes
 from fdgen.families import contour_base, fractal2d, fractal3d, get_family, segrcdb
 from fdgen.kernels.deflate import deflate as fdgen_deflate
-from fdgen.search import run_search
+from fdgen.searching import run_search
 
 
 def _zlib(level: int, strategy: int):

@@ -28,7 +28,7 @@ from fdgen.database import load_database
 from fdgen.families import fractal2d
 from fdgen.kernels import ifs
 from fdgen.kernels.rng import sample_state
-from fdgen.render import render_shard, shard_plan, shard_task
+from fdgen.rendering import render_shard, shard_plan, shard_task
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/fractaldb-1k-categories"
 

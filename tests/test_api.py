@@ -98,9 +98,9 @@ def test_import_fdgen_loads_no_kernels():
     assert out.stdout.strip() == "[]"
 
 
-def test_api_names_stay_functions_after_the_modules_of_the_same_name_load():
-    import fdgen.render
-    import fdgen.search  # noqa: F401
+def test_api_names_are_functions_beside_the_modules_that_do_the_work():
+    import fdgen.rendering
+    import fdgen.searching  # noqa: F401
 
     assert callable(fdgen.search) and callable(fdgen.render) and callable(fdgen.verify)
     assert fdgen.search.__module__ == fdgen.render.__module__ == "fdgen.api"

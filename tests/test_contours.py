@@ -20,8 +20,8 @@ from fdgen.errors import FdgenError
 from fdgen.families import contour_base, get_family, rcdb, segrcdb, visualatom
 from fdgen.kernels import contours as kc
 from fdgen.kernels.rng import sample_state
-from fdgen.render import render_dataset
-from fdgen.search import run_search
+from fdgen.rendering import render_dataset
+from fdgen.searching import run_search
 
 # --- 1D Perlin noise against an independent float32 re-implementation ------------------------
 

@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fdgen.output.tar
+from fdgen.catalog import parse_preset
 from fdgen.database import load_database
 from fdgen.errors import FdgenError
 from fdgen.families.fractal2d import read_category
 from fdgen.output import Manifest, ShardFolder, verify_shard
-from fdgen.presets import parse_preset
 from tiny_shards import (
     FIXTURE_CSVS,
     child,
@@ -234,7 +234,7 @@ FUZZ = settings(
     max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
 VALID_CSV = (FIXTURE_CSVS / "00000.csv").read_text() if FIXTURE_CSVS.is_dir() else "1,0,0,1,0,0,1\n"
-VALID_PRESET = (Path(fdgen.__file__).parent / "presets" / "FractalDB-1k.yaml").read_text()
+VALID_PRESET = (Path(fdgen.__file__).parent / "catalog" / "FractalDB-1k.yaml").read_text()
 VALID_DB_YAML = "type: fractal\ncategories: 1\nsettings: {seed: 0}\n"
 
 csv_text = st.one_of(

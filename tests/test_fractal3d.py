@@ -18,8 +18,8 @@ from fdgen.database import load_database
 from fdgen.errors import FdgenError
 from fdgen.families import fractal3d as f3
 from fdgen.families import get_family
-from fdgen.render import render_dataset
-from fdgen.search import run_search
+from fdgen.rendering import render_dataset
+from fdgen.searching import run_search
 
 M64 = (1 << 64) - 1
 
@@ -358,7 +358,7 @@ def test_cli_search_render_and_errors(db3, tmp_path):
 
 
 def test_3d_presets_are_valid():
-    from fdgen.presets import all_presets
+    from fdgen.catalog import all_presets
 
     presets = all_presets()
     expect = {
@@ -380,8 +380,8 @@ def test_3d_presets_are_valid():
 def test_ofdb_2d_preset_renders_weight_row_0(tmp_path, fractaldb_1k):
     import cv2
 
+    from fdgen.catalog import get_preset
     from fdgen.families import fractal2d
-    from fdgen.presets import get_preset
 
     cfg = get_preset("OFDB-1k")
     assert cfg["type"] == "fractal" and cfg["search"] == get_preset("FractalDB-1k")["search"]

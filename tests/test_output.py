@@ -18,7 +18,7 @@ from fdgen.database import load_database, render_settings
 from fdgen.families.base import Sample
 from fdgen.output import Manifest, ShardFolder, Sidecar, WebDatasetWriter, Writer, folder_status
 from fdgen.output.tar import tar_header
-from fdgen.render import render_dataset
+from fdgen.rendering import render_dataset
 from tiny_shards import cli, make_db, render_args
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from fdgen.database import load_database
 from fdgen.families import contour_base, fractal3d, get_family, segrcdb
-from fdgen.render import render_dataset
-from fdgen.search import run_search
+from fdgen.rendering import render_dataset
+from fdgen.searching import run_search
 from test_scaleout import _members, _rewrite
 from tiny_shards import cli, make_db, render_args, snapshot
 

@@ -14,7 +14,7 @@ import yaml
 from fdgen.database import load_database
 from fdgen.errors import FdgenError
 from fdgen.families import fractal2d, get_family
-from fdgen.search import run_search
+from fdgen.searching import run_search
 from tiny_shards import cli, search_child
 
 from slow_reference import fill_rate, legacy_orbit, splitmix64
@@ -122,8 +122,7 @@ def test_interrupted_search_resumes_to_the_same_result(tmp_path, monkeypatch):
     kw = dict(categories=5, seed=4, fill_rate=0.15, points=20000, size=128)
     _search(tmp_path / "full", **kw)
     # Small batches so that the interruption falls mid-search (the result must not depend on it).
-    # the module: the name fdgen.search is the library function (fdgen.api.search)
-    monkeypatch.setattr(importlib.import_module("fdgen.search"), "BATCH", 4)
+    monkeypatch.setattr(importlib.import_module("fdgen.searching"), "BATCH", 4)
     real = fractal2d.evaluate_candidates
     calls = {"n": 0}
 

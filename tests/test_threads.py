@@ -18,8 +18,8 @@ import pytest
 
 from fdgen.database import load_database
 from fdgen.families import fractal2d, fractal3d, get_family
-from fdgen.render import render_shard, shard_plan, shard_samples, shard_task
-from fdgen.search import run_search
+from fdgen.rendering import render_shard, shard_plan, shard_samples, shard_task
+from fdgen.searching import run_search
 from tiny_shards import cli, dask_processes, make_db, render_args, snapshot
 
 THREADS = 4

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fdgen.catalog import all_presets, get_preset
 from fdgen.errors import FdgenError
 from fdgen.families import DEFAULT_TYPE, get_family
-from fdgen.presets import all_presets, get_preset
 from fdgen.progress import Progress, reporting
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ def search(
     """Search a category database into ``out`` (default: the preset's name, else
     ``TYPE-CATEGORIES``), like ``fdgen search``. ``options``: the family's search settings
     (``categories``, ``fill_rate``, ``seed``, ``maps="2-7"``, ...)."""
-    from fdgen.search import run_search
+    from fdgen.searching import run_search
 
     _check_whole(workers, "--workers")
     family, settings = search_settings(type, preset, **options)
@@ -165,7 +165,7 @@ def resolve_database(
     """The database ``db`` names: a loaded one, a folder, or a preset name (its folder in the
     working directory, searched first when missing; ``notice`` is told so)."""
     from fdgen.database import Database, load_database, read_meta
-    from fdgen.search import run_search
+    from fdgen.searching import run_search
 
     if isinstance(db, Database):
         return db
@@ -257,8 +257,8 @@ def render(
     ``options``: the family's render settings (``instances``, ``size``, ``seed``, ...), over
     those of ``preset`` or of the preset the database was searched from."""
     from fdgen.encode import FORMATS
-    from fdgen.render import render_dataset
-    from fdgen.search import default_workers
+    from fdgen.rendering import render_dataset
+    from fdgen.searching import default_workers
 
     if format not in FORMATS:
         raise FdgenError(f"--format: {format!r}: choose from {', '.join(FORMATS)}")

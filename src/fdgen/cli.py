@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 
 from fdgen import __version__
+from fdgen.catalog import all_presets
 from fdgen.errors import FdgenError
 from fdgen.families import DEFAULT_TYPE, family_names, get_family
-from fdgen.presets import all_presets
 
 # --- options generated from the families' settings ---------------------------------------
 
@@ -258,7 +258,7 @@ def render(ctx, db_arg, shards, preset, fmt, samples_per_shard, workers, force, 
     Settings not given as options come from the preset the database was searched from
     (`fdgen info DB` prints them), else from the family's defaults."""
     from fdgen import api
-    from fdgen.search import default_workers
+    from fdgen.searching import default_workers
 
     workers = workers or default_workers()
     with_notes = dict(workers=workers, num_shards=kw["num_shards"], notice=click.echo)

@@ -87,7 +87,7 @@ class Database:
 
 def database_preset(db: Database) -> dict:
     """The preset ``db.yaml`` says the database was searched from ({} when it names none)."""
-    from fdgen.presets import all_presets
+    from fdgen.catalog import all_presets
 
     name = db.meta.get("preset")
     if name is None:

@@ -29,7 +29,7 @@ from fdgen.database import Database, load_database, render_settings
 from fdgen.errors import FdgenError
 from fdgen.families import get_family
 from fdgen.output.plan import SAMPLES_PER_SHARD
-from fdgen.render import ShardTask, shard_plan, shard_samples, shard_task
+from fdgen.rendering import ShardTask, shard_plan, shard_samples, shard_task
 
 OUTPUTS = ("tuple", "dict", "raw")
 

@@ -1,7 +1,7 @@
 """The on-disk format of a render: shard plan, tar stream, shard folder (file names, typed
 ``Manifest`` and ``Sidecar`` records, lock, indexes), status, verify and the writers.
 
-``rerender`` (verify's fresh renders) imports ``fdgen.render``; import it from its module.
+``rerender`` (verify's fresh renders) imports ``fdgen.rendering``; import it from its module.
 """
 
 from fdgen.output.folder import (

@@ -21,7 +21,7 @@ from fdgen.families import get_family
 from fdgen.families.base import Family
 from fdgen.output.folder import Manifest, ShardFolder
 from fdgen.output.plan import ShardPlan
-from fdgen.render import ShardTask, shard_plan, shard_samples, shard_task
+from fdgen.rendering import ShardTask, shard_plan, shard_samples, shard_task
 
 ALL = "all"
 _CHOICE_KEY = 0x5256  # separates the choice of samples to re-render from every other stream
