@@ -31,23 +31,10 @@ from tiny_shards import (
     cli,
     dask_processes,
     leftovers,
-    make_db,
     render_args,
     snapshot,
     wait_for,
 )
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """(database folder, reference shard folder from one uninterrupted render)."""
-    root = tmp_path_factory.mktemp("faults")
-    db = make_db(root / "db")
-    ref = root / "ref"
-    result = cli(*render_args(db, ref))
-    assert result.exit_code == 0, result.output
-    return db, ref
-
 
 # --- SIGKILL mid-shard ------------------------------------------------------------------------
 

@@ -14,23 +14,7 @@ from fdgen.families import contour_base, fractal3d, get_family, segrcdb
 from fdgen.rendering import render_dataset
 from fdgen.searching import run_search
 from test_scaleout import _members, _rewrite
-from tiny_shards import cli, make_db, render_args, snapshot
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """(database folder, shard folder): 3 categories x 8 instances, 3 shards of 8."""
-    root = tmp_path_factory.mktemp("tiny")
-    db = make_db(root / "db")
-    ref = root / "ref"
-    result = cli(*render_args(db, ref))
-    assert result.exit_code == 0, result.output
-    return db, ref
-
-
-def _copy(ref: Path, dest: Path) -> Path:
-    shutil.copytree(ref, dest)
-    return dest
+from tiny_shards import cli, copy_folder, make_db, render_args, snapshot
 
 
 def _keys(members) -> list[str]:
@@ -50,7 +34,7 @@ def _swap(key: str, other: str, ext: str):
 
 def test_rerender_catches_a_sealed_wrong_image_and_the_advice_repairs_it(tiny, tmp_path):
     db, ref = tiny
-    out = _copy(ref, tmp_path / "out")
+    out = copy_folder(ref, tmp_path / "out")
     key, other = _keys(_members(out / "shard-000001.tar"))[:2]
     _rewrite(out, 1, _swap(key, other, "png"))
     for plain in (["verify", out], ["verify", out, "--decode"]):
@@ -77,7 +61,7 @@ def _caught(tiny, root: Path, count: str, workers: int) -> set[str]:
     caught = set()
     keys = _keys(_members(ref / "shard-000001.tar"))
     for k, key in enumerate(keys):
-        out = _copy(ref, root / f"{count}-{workers}-{k}")
+        out = copy_folder(ref, root / f"{count}-{workers}-{k}")
         _rewrite(out, 1, _swap(key, keys[k - 1], "png"))
         result = cli("verify", out, "--rerender", count, "--workers", workers)
         if result.exit_code:
@@ -173,7 +157,7 @@ def test_wrong_database_is_refused_naming_both_digests(tiny, tmp_path):
 @pytest.mark.parametrize("field", ["database", "plan"])
 def test_manifest_without_the_record_is_a_clear_error(tiny, tmp_path, field):
     _, ref = tiny
-    out = _copy(ref, tmp_path / "out")
+    out = copy_folder(ref, tmp_path / "out")
     manifest = json.loads((out / "manifest.json").read_text())
     del manifest[field]
     (out / "manifest.json").write_text(json.dumps(manifest))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 import tarfile
 from pathlib import Path
 
@@ -14,24 +13,7 @@ import pytest
 
 from fdgen.errors import FdgenError
 from fdgen.output import ShardFolder
-from tiny_shards import cli, leftovers, make_db, render_args, snapshot
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """(database folder, reference shard folder rendered whole on the local backend)."""
-    root = tmp_path_factory.mktemp("tiny")
-    db = make_db(root / "db")
-    ref = root / "ref"
-    result = cli(*render_args(db, ref))
-    assert result.exit_code == 0, result.output
-    return db, ref
-
-
-def _copy(ref: Path, dest: Path) -> Path:
-    shutil.copytree(ref, dest)
-    return dest
-
+from tiny_shards import cli, copy_folder, leftovers, render_args, snapshot
 
 # --- verify ---------------------------------------------------------------------------------
 
@@ -110,7 +92,7 @@ def _foreign_sample(members):
 )
 def test_verify_finds_content_damage(tiny, tmp_path, transform, expected, decode):
     _, ref = tiny
-    out = _copy(ref, tmp_path / "out")
+    out = copy_folder(ref, tmp_path / "out")
     key = _first_key(_members(out / "shard-000001.tar"))
     _rewrite(out, 1, transform)
     result = cli("verify", out, *(["--decode"] if decode else []))
@@ -125,7 +107,7 @@ def test_verify_finds_content_damage(tiny, tmp_path, transform, expected, decode
 
 def test_verify_needs_decode_to_see_a_broken_image(tiny, tmp_path):
     _, ref = tiny
-    out = _copy(ref, tmp_path / "out")
+    out = copy_folder(ref, tmp_path / "out")
     _rewrite(out, 0, _garble_image)
     assert cli("verify", out).exit_code == 0  # structure, labels and hashes are fine
     assert cli("verify", out, "--decode").exit_code == 1
@@ -133,7 +115,7 @@ def test_verify_needs_decode_to_see_a_broken_image(tiny, tmp_path):
 
 def test_verify_finds_byte_damage_truncation_and_lost_sidecars(tiny, tmp_path):
     _, ref = tiny
-    out = _copy(ref, tmp_path / "out")
+    out = copy_folder(ref, tmp_path / "out")
     shard0 = out / "shard-000000.tar"
     data = bytearray(shard0.read_bytes())
     data[700] ^= 0xFF  # inside the first member's data: same size, other bytes

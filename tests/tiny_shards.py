@@ -173,3 +173,9 @@ def dask_processes(folder: Path, workers: list[list[str]]) -> Iterator[tuple[str
             proc.kill()
         for proc in procs:
             proc.wait(timeout=30)
+
+
+def copy_folder(ref: Path, dest: Path) -> Path:
+    """A copy of a shard folder to damage in a test."""
+    shutil.copytree(ref, dest)
+    return dest
