@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,dask]'
 	$(BIN)/pip install --quiet torch==2.13.0  # the [torch] extra, pinned to the local CPU wheel
+	$(BIN)/python -m fdgen.warmup  # compile the FractalDB kernels once, not in every worker
 	touch $(STAMP)
 
 install: $(STAMP)

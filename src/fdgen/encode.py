@@ -55,10 +55,15 @@ def _with_filter_bytes(row_bytes: np.ndarray) -> np.ndarray:
 
 def two_level_png(image: np.ndarray, value: int) -> bytes:
     """1-bit palette PNG of a 2D image whose pixels are all 0 or ``value``."""
-    height, width = image.shape
     rows = _with_filter_bytes(np.packbits(image, axis=1))  # every non-zero value maps to 1
+    return two_level_png_rows(rows, image.shape[1], value)
+
+
+def two_level_png_rows(rows: np.ndarray, width: int, value: int) -> bytes:
+    """1-bit palette PNG of packed rows: (height, 1 + ceil(width / 8)) uint8, each a filter
+    byte 0 then the pixels, 8 per byte, leftmost in the top bit (1 = ``value``, 0 = black)."""
     palette = bytes([0, 0, 0, value, value, value])
-    return _png(width, height, 1, PALETTE, rows, palette)
+    return _png(width, rows.shape[0], 1, PALETTE, rows, palette)
 
 
 def png(image: np.ndarray) -> bytes:

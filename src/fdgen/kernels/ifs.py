@@ -142,20 +142,31 @@ def _frame(xs, ys, kept, size, pad):
     return xlo, xspan, ylo, yspan, np.float64(size - 2 * pad), np.float64(pad)
 
 
+@njit(inline="always", error_model="numpy")
+def _pixels(vs, kept, lo, span, scale, pad, out):
+    """out[i] = _to_pixel(vs[i]) for the first ``kept`` points (a loop the compiler vectorises)."""
+    for i in range(kept):
+        out[i] = _to_pixel(vs[i], lo, span, scale, pad)
+
+
 @njit(cache=True, error_model="numpy")
-def filled_pixels(xs, ys, kept, size, pad, canvas):
+def filled_pixels(xs, ys, kept, size, pad, canvas, cols, rows):
     """Number of distinct pixels hit by the first ``kept`` points (one pixel per point).
 
-    ``canvas`` is a (size, size) uint8 scratch array; it is cleared here.
+    ``canvas`` is a (size, size) uint8 scratch array, cleared here; ``cols`` and ``rows`` are
+    int32 scratch arrays of at least ``kept`` entries.
     """
     canvas[:, :] = 0
     if kept == 0:
         return 0
     xlo, xspan, ylo, yspan, scale, fpad = _frame(xs, ys, kept, size, pad)
+    # the pixel mapping first, for all points (vectorised), then the scattered raster updates
+    _pixels(xs, kept, xlo, xspan, scale, fpad, cols)
+    _pixels(ys, kept, ylo, yspan, scale, fpad, rows)
     count = 0
     for i in range(kept):
-        c = _to_pixel(xs[i], xlo, xspan, scale, fpad)
-        r = _to_pixel(ys[i], ylo, yspan, scale, fpad)
+        c = cols[i]
+        r = rows[i]
         count += 1 - canvas[r, c]  # branch-free: new pixels are unpredictable
         canvas[r, c] = 1
     return count
@@ -214,3 +225,97 @@ def draw_patches_gray(xs, ys, masks, kept, size, pad, value, image):
         image[r + 2, c] = value * ((m >> 2) & 1)
         image[r + 2, c + 1] = value * ((m >> 1) & 1)
         image[r + 2, c + 2] = value * (m & 1)
+
+
+# --- two-level rasters, one bit per pixel ---------------------------------------------------
+# Row r of a bit raster is words[r, :] (uint64); pixel c is bit 63 - c % 64 of word c // 64, so
+# the big-endian bytes of a row are the row of a 1-bit PNG (leftmost pixel in the top bit).
+
+_U1 = np.uint64(1)
+_U7 = np.uint64(7)
+_U8 = np.uint64(8)
+_UFF = np.uint64(0xFF)
+_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
+# bit-reversed bytes, for left-right flips
+_REVERSED = np.array([int(f"{b:08b}"[::-1], 2) for b in range(256)], np.uint8)
+
+
+def bit_words(size: int) -> int:
+    """uint64 words per row of a ``size``-pixel bit raster."""
+    return (size + 63) // 64
+
+
+@njit(inline="always", error_model="numpy")
+def _put3(words, r, c, cells):
+    """Overwrite pixels c, c + 1, c + 2 of row r with the 3 bits of ``cells`` (top bit first)."""
+    w = c >> 6
+    o = c & 63
+    if o <= 61:
+        shift = np.uint64(61 - o)
+        words[r, w] = (words[r, w] & ~(_U7 << shift)) | (cells << shift)
+    else:  # the three pixels straddle two words
+        k = np.uint64(o - 61)  # 1 or 2 pixels spill into the next word
+        words[r, w] = (words[r, w] & ~(_U7 >> k)) | (cells >> k)
+        up = np.uint64(64) - k
+        low = (_U1 << k) - _U1
+        words[r, w + 1] = (words[r, w + 1] & ~(low << up)) | ((cells & low) << up)
+
+
+@njit(cache=True, error_model="numpy")
+def draw_patches_bits(xs, ys, masks, kept, size, pad, cols, rows, words):
+    """``draw_patches_gray`` on a bit raster (set pixel = 1): three 3-bit row updates per point
+    instead of nine byte stores, the pixel mapping done first for all points (into the int32
+    scratch ``cols`` and ``rows``). ``words`` is (size, bit_words(size)) uint64, cleared here."""
+    words[:, :] = 0
+    if kept == 0:
+        return
+    xlo, xspan, ylo, yspan, scale, fpad = _frame(xs, ys, kept, size, pad)
+    _pixels(xs, kept, xlo, xspan, scale, fpad, cols)
+    _pixels(ys, kept, ylo, yspan, scale, fpad, rows)
+    for i in range(kept):
+        m = np.uint64(masks[i])
+        c = np.int64(cols[i]) + 1
+        r = np.int64(rows[i]) + 1
+        _put3(words, r, c, (m >> np.uint64(6)) & _U7)
+        _put3(words, r + 1, c, (m >> np.uint64(3)) & _U7)
+        _put3(words, r + 2, c, m & _U7)
+
+
+@njit(inline="always", error_model="numpy")
+def _byte_at(words, r, p):
+    """Pixels p .. p + 7 of row r as one byte, pixel p in the top bit (p may be -7 .. -1:
+    pixels left of the row are 0)."""
+    if p < 0:
+        return (words[r, 0] >> np.uint64(56 - p)) & _UFF
+    w = p >> 6
+    o = p & 63
+    if o <= 56:
+        return (words[r, w] >> np.uint64(56 - o)) & _UFF
+    return ((words[r, w] << np.uint64(o - 56)) | (words[r, w + 1] >> np.uint64(120 - o))) & _UFF
+
+
+@njit(cache=True, error_model="numpy")
+def png_rows_from_bits(words, size, flip, out):
+    """Rows of the 1-bit PNG of a bit raster, each with filter byte 0, into ``out``
+    ((size, 1 + ceil(size / 8)) uint8), oriented as ``fractal2d.oriented``: y turned up, then
+    flip 0 as is, 1 top-bottom, 2 left-right, 3 both. Pixels past the width are 0."""
+    n_bytes = out.shape[1] - 1
+    mirror = flip >= 2
+    for k in range(size):
+        r = size - 1 - k if flip == 0 or flip == 2 else k
+        out[k, 0] = 0
+        for j in range(n_bytes):
+            if mirror:
+                # output pixels 8j .. 8j + 7 are input pixels size - 1 - 8j down to size - 8 - 8j
+                b = _REVERSED[_byte_at(words, r, size - 8 - 8 * j)]
+            else:
+                b = _byte_at(words, r, 8 * j)
+            out[k, 1 + j] = b
+
+
+@njit(cache=True, error_model="numpy")
+def unpack_bits(words, size, value, image):
+    """The (size, size) uint8 image of a bit raster: ``value`` where a bit is set, else 0."""
+    for r in range(size):
+        for c in range(size):
+            image[r, c] = value * ((words[r, c >> 6] >> np.uint64(63 - (c & 63))) & _U1)
