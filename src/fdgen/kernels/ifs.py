@@ -107,19 +107,6 @@ def orbit_with_masks(maps, cum, state, xs, ys, masks):
 
 
 @njit(inline="always", error_model="numpy")
-def _axis_transform(vs, kept):
-    lo = vs[0]
-    hi = vs[0]
-    for i in range(1, kept):
-        v = vs[i]
-        if v < lo:
-            lo = v
-        if v > hi:
-            hi = v
-    return lo, hi - lo
-
-
-@njit(inline="always", error_model="numpy")
 def _to_pixel(v, lo, span, scale, pad):
     """(v - lo) / span * scale + pad, truncated, as numpy's uint16 cast in the original.
 
@@ -127,19 +114,25 @@ def _to_pixel(v, lo, span, scale, pad):
     of an overflowing span (a nearly divergent orbit) and a zero span.
     """
     t = ((v - lo) / span) * scale + pad
-    if not t >= pad:
-        t = pad
-    elif t > pad + scale:
-        t = pad + scale
-    return np.int64(t)
+    t = t if t >= pad else pad  # selects, not branches: the loops over points vectorise
+    top = pad + scale
+    return np.int64(top if t > top else t)
 
 
 @njit(inline="always", error_model="numpy")
 def _frame(xs, ys, kept, size, pad):
-    """Offsets, spans, scale and pad that map the first ``kept`` points to pixels."""
-    xlo, xspan = _axis_transform(xs, kept)
-    ylo, yspan = _axis_transform(ys, kept)
-    return xlo, xspan, ylo, yspan, np.float64(size - 2 * pad), np.float64(pad)
+    """Offsets, spans, scale and pad that map the first ``kept`` points to pixels (both axes in
+    one pass: four independent min/max chains instead of two passes of two)."""
+    xlo = xhi = xs[0]
+    ylo = yhi = ys[0]
+    for i in range(1, kept):
+        x = xs[i]
+        y = ys[i]
+        xlo = x if x < xlo else xlo
+        xhi = x if x > xhi else xhi
+        ylo = y if y < ylo else ylo
+        yhi = y if y > yhi else yhi
+    return xlo, xhi - xlo, ylo, yhi - ylo, np.float64(size - 2 * pad), np.float64(pad)
 
 
 @njit(inline="always", error_model="numpy")
@@ -232,10 +225,10 @@ def draw_patches_gray(xs, ys, masks, kept, size, pad, value, image):
 # the big-endian bytes of a row are the row of a 1-bit PNG (leftmost pixel in the top bit).
 
 _U1 = np.uint64(1)
+_U3 = np.uint64(3)
+_U61 = np.uint64(61)
 _U7 = np.uint64(7)
-_U8 = np.uint64(8)
 _UFF = np.uint64(0xFF)
-_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 # bit-reversed bytes, for left-right flips
 _REVERSED = np.array([int(f"{b:08b}"[::-1], 2) for b in range(256)], np.uint8)
 
@@ -243,22 +236,6 @@ _REVERSED = np.array([int(f"{b:08b}"[::-1], 2) for b in range(256)], np.uint8)
 def bit_words(size: int) -> int:
     """uint64 words per row of a ``size``-pixel bit raster."""
     return (size + 63) // 64
-
-
-@njit(inline="always", error_model="numpy")
-def _put3(words, r, c, cells):
-    """Overwrite pixels c, c + 1, c + 2 of row r with the 3 bits of ``cells`` (top bit first)."""
-    w = c >> 6
-    o = c & 63
-    if o <= 61:
-        shift = np.uint64(61 - o)
-        words[r, w] = (words[r, w] & ~(_U7 << shift)) | (cells << shift)
-    else:  # the three pixels straddle two words
-        k = np.uint64(o - 61)  # 1 or 2 pixels spill into the next word
-        words[r, w] = (words[r, w] & ~(_U7 >> k)) | (cells >> k)
-        up = np.uint64(64) - k
-        low = (_U1 << k) - _U1
-        words[r, w + 1] = (words[r, w + 1] & ~(low << up)) | ((cells & low) << up)
 
 
 @njit(cache=True, error_model="numpy")
@@ -272,13 +249,31 @@ def draw_patches_bits(xs, ys, masks, kept, size, pad, cols, rows, words):
     xlo, xspan, ylo, yspan, scale, fpad = _frame(xs, ys, kept, size, pad)
     _pixels(xs, kept, xlo, xspan, scale, fpad, cols)
     _pixels(ys, kept, ylo, yspan, scale, fpad, rows)
+    # flat, unsigned indices (no negative-index wrap-around); a patch's three rows share one
+    # word offset and one shift, and only 3 columns in 64 straddle two words
+    flat = words.reshape(-1)
+    stride = np.uint64(words.shape[1])
     for i in range(kept):
         m = np.uint64(masks[i])
-        c = np.int64(cols[i]) + 1
-        r = np.int64(rows[i]) + 1
-        _put3(words, r, c, (m >> np.uint64(6)) & _U7)
-        _put3(words, r + 1, c, (m >> np.uint64(3)) & _U7)
-        _put3(words, r + 2, c, m & _U7)
+        c = np.uint64(cols[i]) + _U1
+        top = (np.uint64(rows[i]) + _U1) * stride + (c >> np.uint64(6))
+        cells = ((m >> np.uint64(6)) & _U7, (m >> _U3) & _U7, m & _U7)
+        o = c & np.uint64(63)
+        if o <= _U61:
+            shift = _U61 - o
+            keep = ~(_U7 << shift)
+            for k in range(3):
+                j = top + np.uint64(k) * stride
+                flat[j] = (flat[j] & keep) | (cells[k] << shift)
+        else:  # 1 or 2 of the three pixels spill into the next word
+            spill = o - _U61
+            up = np.uint64(64) - spill
+            low = (_U1 << spill) - _U1
+            keep, keep_next = ~(_U7 >> spill), ~(low << up)
+            for k in range(3):
+                j = top + np.uint64(k) * stride
+                flat[j] = (flat[j] & keep) | (cells[k] >> spill)
+                flat[j + _U1] = (flat[j + _U1] & keep_next) | ((cells[k] & low) << up)
 
 
 @njit(inline="always", error_model="numpy")
