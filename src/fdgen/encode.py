@@ -17,10 +17,12 @@ from __future__ import annotations
 import struct
 import zlib
 
-import cv2
 import numpy as np
 
-from fdgen.kernels.deflate import deflate
+from fdgen.lazy import lazy_module
+
+cv2 = lazy_module("cv2")
+kernels = lazy_module("fdgen.kernels.deflate")
 
 FORMATS = ("png", "jpg")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -36,7 +38,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def _png(width: int, height: int, depth: int, colour: int, rows: np.ndarray, palette=b"") -> bytes:
     """A PNG of ``rows`` (height, 1 + row bytes): each row's filter byte then its bytes."""
     data = rows.reshape(-1)
-    idat = ZLIB_HEADER + deflate(data) + struct.pack(">I", zlib.adler32(data))
+    idat = ZLIB_HEADER + kernels.deflate(data) + struct.pack(">I", zlib.adler32(data))
     header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
     chunks = [PNG_SIGNATURE, _chunk(b"IHDR", header)]
     if palette:

@@ -12,15 +12,17 @@ import colorsys
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from fdgen.encode import two_level_png_rows
 from fdgen.errors import check_option
 from fdgen.families import ifs_csv, register_family
 from fdgen.families.base import Candidate, Family, Group, Member, choice_field, image_member
-from fdgen.kernels import ifs
-from fdgen.kernels.rng import sample_state
+from fdgen.lazy import lazy_module
+
+cv2 = lazy_module("cv2")
+ifs = lazy_module("fdgen.kernels.ifs")
+streams = lazy_module("fdgen.kernels.rng")
 
 CATEGORY_SUFFIX = ".csv"
 DRAW_MODES = ("patch_gray", "patch_color", "point_gray", "point_color")
@@ -126,7 +128,7 @@ def default_candidate(settings: SearchSettings, index: int) -> tuple[np.ndarray,
     are a..f of the N maps (2u - 1), and the orbit's uniforms start at draw 1 + 6 * maps_max.
     """
     head = np.empty(1 + 6 * settings.maps_max)
-    orbit_state = np.uint64(ifs.fill_uniform(sample_state(settings.seed, index), head))
+    orbit_state = np.uint64(ifs.fill_uniform(streams.sample_state(settings.seed, index), head))
     span = settings.maps_max - settings.maps_min + 1
     n_maps = settings.maps_min + int(head[0] * span)
     maps = (2.0 * head[1 : 1 + 6 * n_maps] - 1.0).reshape(n_maps, 6)
@@ -301,7 +303,7 @@ class Renderer:
         row = variant % WEIGHT_ROWS
         maps = np.ascontiguousarray(params[:, :6] * self.weights[row])
         cum = np.cumsum(params[:, 6])
-        state = sample_state(s.seed, category, variant)
+        state = streams.sample_state(s.seed, category, variant)
         kept, diverged = ifs.orbit_with_masks(maps, cum, state, self.xs, self.ys, self.masks)
         image = self.image
         xs, ys, masks = self.xs, self.ys, self.masks
