@@ -81,6 +81,30 @@ def test_divergent_orbit_is_truncated_not_crashing():
     assert 0 < ifs.filled_pixels(xs, ys, kept, 64, 2, canvas, *_pixel_scratch(kept)) <= kept
 
 
+@pytest.mark.parametrize(
+    "maps",
+    [
+        [[0.5, 0.0, 0.0, 3.0, 0.0, 1.0]],  # y overflows to inf, x stays finite for a while
+        [[0.0, 2.0, 0.0, 3.0, 0.0, 1.0], [0.0, 0.0, 0.0, 3.0, 0.0, 1.0]],  # 0 * inf = NaN
+        [[0.5, 0.0, 0.0, 0.5, 1.0, 1.0], [0.5, 0.1, 0.0, 0.5, 0.0, 0.0]],  # stays finite
+    ],
+)
+def test_render_orbit_divergence_is_the_first_non_finite_point(maps):
+    """The render orbit tests only its last point for divergence; kept and diverged must still
+    be those of a scan of every point for the first non-finite one."""
+    maps = np.array(maps)
+    cum = np.cumsum(np.full(len(maps), 1 / len(maps)))
+    points = 3000
+    xs, ys, masks = np.empty(points), np.empty(points), np.empty(points, np.uint16)
+    kept, diverged = ifs.orbit_with_masks(maps, cum, sample_state(1, 2), xs, ys, masks)
+    bad = np.flatnonzero(~(np.isfinite(xs) & np.isfinite(ys)))
+    if len(bad):
+        assert diverged and kept == max(0, bad[0] - ifs.DIVERGENCE_MARGIN)
+        assert len(bad) == points - bad[0]  # once non-finite, never finite again
+    else:
+        assert not diverged and kept == points
+
+
 def test_render_variant_matches_slow_reference(fractaldb_1k):
     params = np.loadtxt(fractaldb_1k / "00003.csv", delimiter=",", ndmin=2)
     settings = fractal2d.RenderSettings(size=96, pad=6, points=3000, seed=11)

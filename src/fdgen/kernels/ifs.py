@@ -48,6 +48,14 @@ def _kept_after_divergence(first_bad):
     return max(0, first_bad - DIVERGENCE_MARGIN)
 
 
+@njit(inline="always", error_model="numpy")
+def _diverged(xs, ys, n):
+    """Whether any of the n points is non-finite. A step maps a non-finite point to a
+    non-finite one (inf * 0 is NaN, and NaN or inf plus anything stays non-finite), so it is
+    enough to test the last point: no test on the orbit's hot loop."""
+    return not (np.isfinite(xs[n - 1]) and np.isfinite(ys[n - 1]))
+
+
 @njit(cache=True, error_model="numpy")
 def _kept_points(xs, ys, n, diverged):
     """Points to keep: all, or those before the first non-finite one less DIVERGENCE_MARGIN."""
@@ -73,15 +81,14 @@ def orbit_from_uniforms(maps, cum, uniforms, xs, ys):
     y = 0.0
     xs[0] = x
     ys[0] = y
-    finite = True
     for i in range(1, n):
         j = _choose(cum, n_maps, uniforms[i - 1])
         if j < n_maps:
             x, y = _step(maps, j, x, y)
         xs[i] = x
         ys[i] = y
-        finite &= np.isfinite(x) & np.isfinite(y)
-    return _kept_points(xs, ys, n, not finite), not finite
+    diverged = _diverged(xs, ys, n)
+    return _kept_points(xs, ys, n, diverged), diverged
 
 
 @njit(cache=True, error_model="numpy")
@@ -93,16 +100,14 @@ def orbit_with_masks(maps, cum, state, xs, ys, masks):
     last = n_maps - 1
     x = 0.0
     y = 0.0
-    finite = True
     for i in range(n):
         state, bits = next_u64(state)
         xs[i] = x
         ys[i] = y
-        finite &= np.isfinite(x) & np.isfinite(y)
         masks[i] = 1 + below_low32(bits, 511)
         # The last map takes any remainder of the cumulative sum, so every step moves.
         x, y = _step(maps, _choose(cum, last, unit_high32(bits)), x, y)
-    diverged = not finite
+    diverged = _diverged(xs, ys, n)
     return _kept_points(xs, ys, n, diverged), diverged
 
 
