@@ -75,13 +75,17 @@ def make_database(root: Path, categories: int) -> Path:
     return out
 
 
-def stage_breakdown(db_path: Path, repeats: int) -> dict:
-    """Per-image milliseconds of each stage, one process, recommended settings."""
+def _variants(db_path: Path) -> tuple:
     db = load_database(db_path)
+    return db, [(c, v) for c in range(min(len(db), 10)) for v in (0, 6, 13, 24)]
+
+
+def fdgen_stages(db_path: Path) -> dict:
+    """fdgen's render stages on the bench's variants: name -> (function, images it makes)."""
+    db, variants = _variants(db_path)
     renderer = fractal2d.Renderer(RECOMMENDED)
     s = RECOMMENDED
     weights = fractal2d.weight_table(s.weight_delta)
-    variants = [(c, v) for c in range(min(len(db), 10)) for v in (0, 6, 13, 24)]
     prepared = []
     for c, v in variants:
         p = db.params[c]
@@ -101,10 +105,6 @@ def stage_breakdown(db_path: Path, repeats: int) -> dict:
             ifs.draw_patches_bits(xs, ys, masks, kept, s.size, s.pad, cols, rows, words)
             ifs.unpack_bits(words, s.size, 127, renderer.image[:, :, 0])
 
-    t_orbit = median_of(orbit, repeats) / len(prepared)
-    orbit()  # leave kept_list filled for raster()
-    t_raster = median_of(raster, repeats) / len(prepared)
-
     words = []
     for c, v in variants:
         renderer.render_variant(db.params[c], c, v)
@@ -118,8 +118,8 @@ def stage_breakdown(db_path: Path, repeats: int) -> dict:
                 ifs.png_rows_from_bits(w, s.size, flip, renderer.png_rows)
                 encoded.append(two_level_png_rows(renderer.png_rows, s.size, 127))
 
-    t_encode = median_of(encode, repeats) / (4 * len(prepared))
-    tmp = Path(tempfile.mkdtemp())
+    tmp = db_path.parent / "stage-tar"  # inside the bench's folder, removed with it
+    tmp.mkdir(exist_ok=True)
 
     def tar_write():
         writer = ShardWriter(tmp, 0)
@@ -128,25 +128,16 @@ def stage_breakdown(db_path: Path, repeats: int) -> dict:
             writer.add(f"c{k:06d}_i{k:06d}", {"png": data, "cls": b"1", "json": meta})
         writer.commit({})
 
-    t_tar = median_of(tar_write, repeats) / len(encoded)
-    shutil.rmtree(tmp)
-    per_image = t_orbit / 4 + t_raster / 4 + t_encode + t_tar
-    return {
-        "orbit_ms": 1e3 * t_orbit / 4,
-        "raster_ms": 1e3 * t_raster / 4,
-        "encode_ms": 1e3 * t_encode,
-        "tar_ms": 1e3 * t_tar,
-        "sum_ms": 1e3 * per_image,
-        "png_kb": statistics.mean(len(e) for e in encoded) / 1024,
-    }
+    images = 4 * len(prepared)
+    stages = {"orbit": orbit, "raster": raster, "encode": encode, "tar": tar_write}
+    return {name: (fn, images) for name, fn in stages.items()}, encoded
 
 
-def naive_breakdown(db_path: Path, repeats: int) -> dict:
-    """Per-image milliseconds of the naive port's stages, on the same variants as fdgen's."""
-    db = load_database(db_path)
+def naive_stages(db_path: Path) -> dict:
+    """The naive port's stages on the same variants: name -> (function, images it makes)."""
+    db, variants = _variants(db_path)
     s = RECOMMENDED
     weights = fractal2d.weight_table(s.weight_delta)
-    variants = [(c, v) for c in range(min(len(db), 10)) for v in (0, 6, 13, 24)]
     prepared = []
     for c, v in variants:
         p = db.params[c]
@@ -174,10 +165,37 @@ def naive_breakdown(db_path: Path, repeats: int) -> dict:
             for f in (up, image, cv2.flip(up, 1), cv2.flip(image, 1)):
                 cv2.imencode(".png", f)
 
-    t_orbit = median_of(orbit, repeats) / len(prepared)
-    t_raster = median_of(raster, repeats) / len(prepared)
-    t_encode = median_of(encode, repeats) / (4 * len(prepared))
-    return {"orbit_ms": 250 * t_orbit, "raster_ms": 250 * t_raster, "encode_ms": 1e3 * t_encode}
+    n = 4 * len(prepared)
+    return {"orbit": (orbit, n), "raster": (raster, n), "encode": (encode, n)}
+
+
+STAGES = ("orbit", "raster", "encode", "tar")
+
+
+def side_by_side(db_path: Path, repeats: int) -> tuple[dict, dict, float]:
+    """Per-image milliseconds of each stage, naive port and fdgen, one process: the two run
+    alternately, stage by stage, so that a shared machine's load hits both alike. Returns
+    the naive port's and fdgen's medians (the naive port's tar write is fdgen's: the same
+    writer) and the mean PNG size in KiB."""
+    ours, encoded = fdgen_stages(db_path)
+    theirs = naive_stages(db_path)
+    times: dict = {(who, k): [] for who in ("naive", "fdgen") for k in STAGES}
+    for round_ in range(repeats + 1):  # round 0 warms up
+        for key in STAGES:
+            for who, stages in (("naive", theirs), ("fdgen", ours)):
+                if key not in stages:
+                    continue
+                fn, images = stages[key]
+                start = time.perf_counter()
+                fn()
+                if round_:
+                    times[who, key].append(1e3 * (time.perf_counter() - start) / images)
+    med = {key: statistics.median(t) for key, t in times.items() if t}
+    b = {k + "_ms": med["fdgen", k] for k in STAGES}
+    n = {k + "_ms": med.get(("naive", k), med["fdgen", k]) for k in STAGES}
+    for d in (n, b):
+        d["sum_ms"] = sum(d[k + "_ms"] for k in STAGES)
+    return n, b, statistics.mean(len(e) for e in encoded) / 1024
 
 
 def naive_search_ms(candidates: int, repeats: int) -> float:
@@ -374,10 +392,7 @@ def main() -> None:
         )
         db_path = make_database(root, 8)
 
-        n = naive_breakdown(db_path, args.repeats)
-        b = stage_breakdown(db_path, args.repeats)
-        n["tar_ms"] = b["tar_ms"]  # the same tar writer for both
-        n["sum_ms"] = sum(n[k + "_ms"] for k in ("orbit", "raster", "encode", "tar"))
+        n, b, png_kb = side_by_side(db_path, 2 * args.repeats + 1)
         print("\nrender stages, ms per image (one core; the 4 flips share one orbit and raster)")
         print("           naive port   fdgen")
         for key in ("orbit", "raster", "encode", "tar", "sum"):
@@ -385,7 +400,7 @@ def main() -> None:
         print(
             f"  images/s per core: naive port {1e3 / n['sum_ms']:,.0f}, fdgen "
             f"{1e3 / b['sum_ms']:,.0f} -> {n['sum_ms'] / b['sum_ms']:.2f}x "
-            f"(PNG {b['png_kb']:.1f} KiB)"
+            f"(PNG {png_kb:.1f} KiB)"
         )
         help_s, render_s, port_s = startup_seconds(db_path, root, args.repeats)
         print(
