@@ -32,9 +32,9 @@ from fdgen.encode import two_level_png_rows
 from fdgen.families import fractal2d, get_family
 from fdgen.kernels import ifs
 from fdgen.kernels.rng import sample_state
+from fdgen.output import ShardFolder, WebDatasetWriter
 from fdgen.render import render_dataset
 from fdgen.search import run_search
-from fdgen.shards import ShardWriter
 
 RECOMMENDED = fractal2d.RenderSettings()
 
@@ -122,11 +122,11 @@ def fdgen_stages(db_path: Path) -> dict:
     tmp.mkdir(exist_ok=True)
 
     def tar_write():
-        writer = ShardWriter(tmp, 0)
+        writer = WebDatasetWriter(ShardFolder(tmp), 0)
         for k, data in enumerate(encoded):
             meta = json.dumps({"category": k, "instance": k}).encode()
             writer.add(f"c{k:06d}_i{k:06d}", {"png": data, "cls": b"1", "json": meta})
-        writer.commit({})
+        writer.commit()
 
     images = 4 * len(prepared)
     stages = {"orbit": orbit, "raster": raster, "encode": encode, "tar": tar_write}

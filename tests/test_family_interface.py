@@ -144,7 +144,8 @@ def test_generic_modules_name_no_family_and_probe_nothing():
 
     forbidden = {*FAMILIES, "seg.png", "SAMPLE_UNIT", "SCORE_KEY", "TYPE", "two_level_value"}
     found = []
-    for path in sorted(Path(fdgen.__file__).parent.glob("*.py")):
+    package = Path(fdgen.__file__).parent
+    for path in sorted([*package.glob("*.py"), *package.glob("output/*.py")]):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and node.value in forbidden:
                 found.append(f"{path.name}:{node.lineno} {node.value!r}")
@@ -211,3 +212,18 @@ def test_verify_expects_the_members_the_family_declares(tmp_path):
     result = cli("verify", shards)
     assert result.exit_code == 1
     assert "sample img00000000: no seg.png member" in result.output, result.output
+
+
+def test_verify_names_the_manifest_when_its_settings_do_not_fit_the_family(tmp_path):
+    from tiny_shards import make_db, render_args
+
+    db, out = make_db(tmp_path / "db"), tmp_path / "out"
+    assert cli(*render_args(db, out)).exit_code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["identity"]["settings"]["size"] = 3  # outside RenderSettings' range
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    result = cli("verify", out)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"Error: {out / 'manifest.json'}: identity.settings do not fit type fractal" in (
+        result.output
+    )

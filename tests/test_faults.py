@@ -19,12 +19,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import fdgen.shards
+import fdgen.output.tar
 from fdgen.database import load_database
 from fdgen.errors import FdgenError
 from fdgen.families.fractal2d import read_category
+from fdgen.output import Manifest, ShardFolder, verify_shard
 from fdgen.presets import parse_preset
-from fdgen.shards import read_sidecar, verify_shard
 from tiny_shards import (
     FIXTURE_CSVS,
     child,
@@ -59,7 +59,7 @@ def test_sigkill_mid_shard_then_rerun_is_byte_identical(tiny, tmp_path):
     # image 12 of 24: shard 0 (8 images) is finished, shard 1 is half written
     killed = child(args, FDGEN_TEST_KILL_AT=12)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert read_sidecar(out, 0) is not None
+    assert ShardFolder(out).read_sidecar(0) is not None
     assert not (out / "shard-000001.json").exists()
     assert [p for p in leftovers(out) if p.startswith("shard-000001.tar.")], leftovers(out)
     status = cli("status", out)
@@ -97,7 +97,7 @@ def test_full_disk_keeps_earlier_shards_and_a_rerun_completes(tiny, tmp_path, mo
     db, ref = tiny
     out = tmp_path / "out"
     budget = [45_000]  # bytes of shard data the "disk" takes: shard 0 fits, shard 1 does not
-    write = fdgen.shards.ShardWriter._write
+    write = fdgen.output.tar.TarStream._write
 
     def full_disk(self, data):
         budget[0] -= len(data)
@@ -105,13 +105,13 @@ def test_full_disk_keeps_earlier_shards_and_a_rerun_completes(tiny, tmp_path, mo
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return write(self, data)
 
-    monkeypatch.setattr(fdgen.shards.ShardWriter, "_write", full_disk)
+    monkeypatch.setattr(fdgen.output.tar.TarStream, "_write", full_disk)
     result = cli(*render_args(db, out))
     assert result.exit_code == 1
     assert "Error: shard-000001.tar: cannot write it in" in result.output
     assert "No space left on device" in result.output
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert verify_shard(out, 0, manifest, fdgen.shards.manifest_plan(manifest)).ok
+    manifest = Manifest.load(out / "manifest.json")
+    assert verify_shard(out, 0, manifest, manifest.plan).ok
     assert not (out / "shard-000001.json").exists()
     assert not (out / "shard-000002.tar").exists()
     assert leftovers(out) == []
@@ -234,7 +234,7 @@ FUZZ = settings(
     max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
 VALID_CSV = (FIXTURE_CSVS / "00000.csv").read_text() if FIXTURE_CSVS.is_dir() else "1,0,0,1,0,0,1\n"
-VALID_PRESET = (Path(fdgen.shards.__file__).parent / "presets" / "FractalDB-1k.yaml").read_text()
+VALID_PRESET = (Path(fdgen.__file__).parent / "presets" / "FractalDB-1k.yaml").read_text()
 VALID_DB_YAML = "type: fractal\ncategories: 1\nsettings: {seed: 0}\n"
 
 csv_text = st.one_of(
@@ -611,11 +611,11 @@ def test_damaged_sidecar_is_named_by_verify_and_redone_by_render(tiny, data):
             assert result.exit_code == 0, result.output
         verify = cli("verify", out)
         _assert_clean(verify, f"{out / 'shard-000001.tar'}: ")
-        if read_sidecar(out, 1) is None:  # not the sidecar of a complete shard
+        if ShardFolder(out).read_sidecar(1) is None:  # not the sidecar of a complete shard
             assert verify.exit_code == 1
         result = cli(*render_args(db, out))
         assert result.exit_code == 0, result.output
-        assert read_sidecar(out, 1) is not None
+        assert ShardFolder(out).read_sidecar(1) is not None
 
 
 @FUZZ_CLI

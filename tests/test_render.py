@@ -18,7 +18,6 @@ from PIL import Image
 from fdgen.encode import encode_image, two_level_png
 from fdgen.families import fractal2d
 from fdgen.kernels.rng import sample_state
-from fdgen.shards import ShardWriter, tar_header
 from tiny_shards import cli, leftovers, make_db, render_args, snapshot
 
 from slow_reference import render_variant
@@ -248,37 +247,6 @@ def test_empty_database_folder_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     result = cli("render", "--db", str(tmp_path / "empty"), "--shards", str(tmp_path / "o"))
     assert result.exit_code != 0 and "no category files" in result.output
-
-
-@pytest.mark.parametrize(
-    "name, size", [("c000001_i000002.png", 8123), ("k.cls", 0), ("x" * 100, 1)]
-)
-def test_tar_header_equals_what_tarfile_writes(name, size):
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode, info.uname, info.gname = size, 0, 0o644, "", ""
-    assert tar_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT)
-
-
-def test_shard_file_equals_a_tarfile_archive_of_the_same_members(tmp_path):
-    members = {"a_1": {"png": b"\x89PNG" * 300, "cls": b"3"}, "a_2": {"png": b"", "cls": b"12"}}
-    writer = ShardWriter(tmp_path, 0)
-    for key, fields in members.items():
-        writer.add(key, fields)
-    writer.commit({})
-    expected = io.BytesIO()
-    with tarfile.open(fileobj=expected, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for key, fields in members.items():
-            for ext, data in fields.items():
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size, info.mtime, info.mode, info.uname, info.gname = (
-                    len(data),
-                    0,
-                    0o644,
-                    "",
-                    "",
-                )
-                tar.addfile(info, io.BytesIO(data))
-    assert (tmp_path / "shard-000000.tar").read_bytes() == expected.getvalue()
 
 
 @pytest.mark.parametrize("draw, pad", [("patch_gray", 4), ("patch_color", 4), ("point_gray", 1)])

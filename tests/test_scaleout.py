@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fdgen.errors import FdgenError
-from fdgen.shards import lock_folder
+from fdgen.output import ShardFolder
 from tiny_shards import cli, leftovers, make_db, render_args, snapshot
 
 
@@ -222,31 +222,31 @@ def test_partition_and_backend_option_errors(tiny, tmp_path, args, message):
 
 
 def test_lock_refuses_a_second_whole_render_and_a_partition_beside_it(tmp_path):
-    with lock_folder(tmp_path):
+    with ShardFolder(tmp_path).lock():
         with pytest.raises(FdgenError, match="being rendered by another fdgen process"):
-            with lock_folder(tmp_path):
+            with ShardFolder(tmp_path).lock():
                 pass
         with pytest.raises(FdgenError, match="being rendered whole"):
-            with lock_folder(tmp_path, (0, 2)):
+            with ShardFolder(tmp_path).lock((0, 2)):
                 pass
-    with lock_folder(tmp_path):  # released at the end of the block
+    with ShardFolder(tmp_path).lock():  # released at the end of the block
         pass
 
 
 def test_lock_lets_distinct_partitions_share_the_folder(tmp_path):
-    with lock_folder(tmp_path, (0, 2)), lock_folder(tmp_path, (1, 2)):
+    with ShardFolder(tmp_path).lock((0, 2)), ShardFolder(tmp_path).lock((1, 2)):
         with pytest.raises(FdgenError, match="this partition of .* is being rendered"):
-            with lock_folder(tmp_path, (1, 2)):
+            with ShardFolder(tmp_path).lock((1, 2)):
                 pass
         with pytest.raises(FdgenError, match="being rendered by another fdgen process"):
-            with lock_folder(tmp_path):
+            with ShardFolder(tmp_path).lock():
                 pass
 
 
 def test_render_refused_while_the_folder_is_locked(tiny, tmp_path):
     db, ref = tiny
     out = tmp_path / "out"
-    with lock_folder(out):
+    with ShardFolder(out).lock():
         result = cli(*render_args(db, out))
     assert result.exit_code == 1
     assert "is being rendered by another fdgen process" in result.output
@@ -285,7 +285,7 @@ def test_unreachable_scheduler_is_a_clear_error(tiny, tmp_path, address):
 def _per_image_folder(folder: Path, bad_image_field: bool = False) -> Path:
     """A folder as a per-image family (SegRCDB-like) writes it: keys img########, no cls,
     a png, a mask and json {"image": n}; shard plan of 1 unit x 6 images, 4 per shard."""
-    from fdgen.shards import ShardPlan
+    from fdgen.output import ShardPlan
 
     plan = ShardPlan(1, 6, 1, 4, 0)
     folder.mkdir()

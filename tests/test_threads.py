@@ -61,7 +61,7 @@ def test_multithreaded_dask_worker_matches_a_local_render(published, local_rende
 
 def _shard_bytes(tasks, run) -> list[bytes]:
     records = list(run(render_shard, tasks))
-    assert sorted(r["shard"] for r in records) == [t.index for t in tasks]
+    assert sorted(r.shard for r in records) == [t.index for t in tasks]
     return [(Path(t.out) / f"shard-{t.index:06d}.tar").read_bytes() for t in tasks]
 
 

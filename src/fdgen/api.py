@@ -284,7 +284,7 @@ def render(
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """The outcome of a verify: per-shard checks (``fdgen.shards.ShardCheck``), problems of
+    """The outcome of a verify: per-shard checks (``fdgen.output.ShardCheck``), problems of
     the index files, samples checked, and ``ok``: whether nothing is wrong."""
 
     out: Path
@@ -307,7 +307,7 @@ class VerifyReport:
     @property
     def problems(self) -> list[str]:
         """Every problem, one line each, naming the shard (or the folder)."""
-        from fdgen.shards import shard_name
+        from fdgen.output import shard_name
 
         lines = [f"{self.out / shard_name(c.index)}: {p}" for c in self.bad for p in c.problems]
         return lines + [f"{self.out}: {p}" for p in self.index_problems]
@@ -327,7 +327,7 @@ class VerifyReport:
     def failure(self) -> str:
         """The summary with what is wrong and what to do about it (for a report not ``ok``)."""
         from fdgen import __version__
-        from fdgen.shards import shard_name, sidecar_name
+        from fdgen.output import shard_name, sidecar_name
 
         bad, index_problems = self.bad, len(self.index_problems)
         names = ", ".join(shard_name(c.index) for c in bad[:5]) + (", ..." if len(bad) > 5 else "")
@@ -368,8 +368,8 @@ def verify(
     ``rerender`` N (or ``"all"``) samples per shard are rendered again and compared byte for
     byte (``db``: the database, if it moved since the render). Problems are in the report,
     not raised: check ``.ok``. A folder that is not a shard folder raises ``FdgenError``."""
+    from fdgen.output import ShardFolder, verify_folder
     from fdgen.progress import progress_bar
-    from fdgen.shards import read_manifest, verify_folder
 
     out = Path(shards)
     _check_whole(workers, "--workers")
@@ -381,14 +381,14 @@ def verify(
         raise FdgenError("--db applies only with --rerender N (N >= 1) or --rerender all")
     if not out.is_dir():
         raise FdgenError(f"{out}: not an fdgen shard folder (no such folder)")
-    manifest = read_manifest(out)
+    manifest = ShardFolder(out).read_manifest()
     source = None
     if rerender:
-        from fdgen.rerender import load_source
+        from fdgen.output.rerender import load_source
 
         source = load_source(out, manifest, None if db is None else Path(db))  # before any work
-    with reporting(progress), progress_bar("verify", manifest["num_shards"], "shards") as update:
+    with reporting(progress), progress_bar("verify", manifest.num_shards, "shards") as update:
         found = verify_folder(out, decode, lambda check: update(1), workers, rerender, source)
     return VerifyReport(
-        out, manifest, found["shards"], found["index_problems"], found["samples"], decode, rerender
+        out, manifest.to_dict(), found.shards, found.index_problems, found.samples, decode, rerender
     )

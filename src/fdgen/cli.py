@@ -295,23 +295,23 @@ def render(ctx, db_arg, shards, preset, fmt, samples_per_shard, workers, force, 
 @click.option("--list", "list_all", is_flag=True, help="Name every incomplete and missing shard.")
 def status(out: Path, list_all: bool) -> None:
     """Which shards of a shard folder are complete, incomplete or missing."""
-    from fdgen.shards import folder_status, shard_name
+    from fdgen.output import folder_status, shard_name
 
     st = folder_status(out)
-    total, done = st["num_shards"], len(st["complete"])
-    samples = st["num_samples"] or 0
-    pct = 100 * st["samples_done"] / samples if samples else 100.0
+    total, done = st.num_shards, len(st.complete)
+    samples = st.num_samples or 0
+    pct = 100 * st.samples_done / samples if samples else 100.0
     click.echo(
-        f"{out}: {done} of {total} shards complete, {st['samples_done']:,} of {samples:,} "
+        f"{out}: {done} of {total} shards complete, {st.samples_done:,} of {samples:,} "
         f"samples ({pct:.1f}%)"
     )
-    for state in ("incomplete", "missing"):
-        shown = st[state] if list_all else st[state][:10]
+    for state, indices in (("incomplete", st.incomplete), ("missing", st.missing)):
+        shown = indices if list_all else indices[:10]
         names = ", ".join(shard_name(j) for j in shown)
-        left = len(st[state]) - len(shown)
+        left = len(indices) - len(shown)
         more = f", ... ({left} more; --list)" if left else ""
-        click.echo(f"  {state:10s} {len(st[state])}" + (f": {names}{more}" if shown else ""))
-    finalised = "yes" if st["indexed"] else "no"
+        click.echo(f"  {state:10s} {len(indices)}" + (f": {names}{more}" if shown else ""))
+    finalised = "yes" if st.indexed else "no"
     click.echo(f"  indexed    {finalised} (_info.json, sizes.json)")
 
 
@@ -380,24 +380,23 @@ def list_presets(name: str | None) -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 def info(path: Path) -> None:
     """Describe a database folder or a shard folder."""
-    from fdgen.shards import MANIFEST_FILE
+    from fdgen.output import ShardFolder
 
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    if (path / MANIFEST_FILE).exists():
-        from fdgen.shards import read_manifest, read_sidecar
-
-        manifest = read_manifest(path)
-        done = [read_sidecar(path, j) for j in range(manifest["num_shards"])]
+    folder = ShardFolder(path)
+    if folder.manifest_path.exists():
+        manifest = folder.read_manifest()
+        done = [folder.read_sidecar(j) for j in range(manifest.num_shards)]
         complete = sum(r is not None for r in done)
         click.echo(f"shard folder {path}")
-        click.echo(f"  type        {manifest['identity']['type']}")
-        click.echo(f"  samples     {manifest['num_samples']:,} in {manifest['num_shards']} shards")
-        click.echo(f"  complete    {complete} of {manifest['num_shards']} shards")
-        click.echo(f"  categories  {manifest['categories']:,}")
-        if "database_preset" in manifest:
-            click.echo(f"  preset      {manifest['database_preset']} (the database's)")
-        click.echo(f"  settings    {json.dumps(manifest['identity']['settings'])}")
-        click.echo(f"  format      {manifest['identity']['format']}")
+        click.echo(f"  type        {manifest.identity['type']}")
+        click.echo(f"  samples     {manifest.num_samples:,} in {manifest.num_shards} shards")
+        click.echo(f"  complete    {complete} of {manifest.num_shards} shards")
+        click.echo(f"  categories  {manifest.categories:,}")
+        if manifest.database_preset:
+            click.echo(f"  preset      {manifest.database_preset} (the database's)")
+        click.echo(f"  settings    {json.dumps(manifest.identity['settings'])}")
+        click.echo(f"  format      {manifest.identity['format']}")
     else:
         from fdgen import api
 

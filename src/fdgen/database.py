@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
@@ -23,20 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from fdgen import readback
+from fdgen.atomic import atomic_target, write_atomic
 from fdgen.errors import FdgenError
 from fdgen.families import DEFAULT_TYPE, category_suffixes, get_family
 
 CATEGORY_DIR = "categories"
 META_FILE = "db.yaml"
 PROGRESS_FILE = "search-progress.json"
-
-
-def atomic_target(name: str) -> str:
-    """The file name a ``write_atomic`` temporary (``.NAME.tmpHOST-PID``) stands for, else
-    ``name`` itself."""
-    if name.startswith(".") and ".tmp" in name:
-        return name[1:].split(".tmp", 1)[0]
-    return name
 
 
 def is_category_name(name: str) -> bool:
@@ -70,20 +61,6 @@ def foreign_files(folder: Path) -> list[str]:
         elif not written_by_search(path, in_categories=False):
             names.append(path.name + ("/" if path.is_dir() else ""))
     return sorted(names)
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write a file under a temporary name, then rename it into place."""
-    path = Path(path)
-    # host and pid: writers on several machines may share the folder (SLURM arrays, Dask)
-    tmp = path.with_name(f".{path.name}.tmp{socket.gethostname()}-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @dataclass

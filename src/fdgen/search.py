@@ -19,6 +19,7 @@ import yaml
 from joblib import Parallel, delayed
 
 from fdgen import __version__
+from fdgen.atomic import write_atomic
 from fdgen.database import (
     CATEGORY_DIR,
     META_FILE,
@@ -27,7 +28,6 @@ from fdgen.database import (
     load_progress,
     read_meta,
     save_progress,
-    write_atomic,
     written_by_search,
 )
 from fdgen.errors import FdgenError

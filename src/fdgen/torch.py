@@ -28,8 +28,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from fdgen.database import Database, load_database, render_settings
 from fdgen.errors import FdgenError
 from fdgen.families import get_family
+from fdgen.output.plan import SAMPLES_PER_SHARD
 from fdgen.render import ShardTask, shard_plan, shard_samples, shard_task
-from fdgen.shards import SAMPLES_PER_SHARD
 
 OUTPUTS = ("tuple", "dict", "raw")
 

@@ -19,8 +19,9 @@ from fdgen.database import load_database
 from fdgen.errors import FdgenError
 from fdgen.families import get_family
 from fdgen.families.base import Family
+from fdgen.output.folder import Manifest, ShardFolder
+from fdgen.output.plan import ShardPlan
 from fdgen.render import ShardTask, shard_plan, shard_samples, shard_task
-from fdgen.shards import MANIFEST_FILE, ShardPlan, manifest_plan
 
 ALL = "all"
 _CHOICE_KEY = 0x5256  # separates the choice of samples to re-render from every other stream
@@ -40,13 +41,13 @@ class Source:
         return get_family(self.db.type)
 
 
-def load_source(folder: Path, manifest: dict, db_path: Path | None = None) -> Source:
+def load_source(folder: Path, manifest: Manifest, db_path: Path | None = None) -> Source:
     """The database and settings a shard folder was rendered from, checked against its
     manifest; ``db_path`` overrides the recorded database path (a moved database)."""
-    where = Path(folder) / MANIFEST_FILE
-    identity = manifest["identity"]
-    plan = manifest_plan(manifest)
-    needed = {"plan": plan, "database": manifest.get("database")}
+    where = ShardFolder(folder).manifest_path
+    identity = manifest.identity
+    plan = manifest.plan
+    needed = {"plan": plan, "database": manifest.database}
     needed |= {f"identity.{k}": identity.get(k) for k in ("type", "format", "database_digest")}
     needed["identity.samples_per_shard"] = identity.get("samples_per_shard")
     lacking = [name for name, value in needed.items() if value is None]
@@ -56,7 +57,7 @@ def load_source(folder: Path, manifest: dict, db_path: Path | None = None) -> So
             "fdgen?); the samples cannot be rebuilt from it"
         )
     option = "--db" if db_path is not None else "--rerender"
-    path = Path(db_path if db_path is not None else manifest["database"])
+    path = Path(db_path if db_path is not None else manifest.database)
     try:
         db = load_database(path)
     except FdgenError as exc:

@@ -1,0 +1,576 @@
+"""The shard folder: every file name fdgen writes there, its typed records, lock and indexes.
+
+A folder holds ``shard-NNNNNN.tar`` shards, one ``shard-NNNNNN.json`` sidecar per complete
+shard (``Sidecar``), ``manifest.json`` (``Manifest``), the index files trainers read
+(``_info.json``, ``sizes.json``), per-process ``.partial`` files of shards being written,
+atomic-write temporaries and the render lock files. ``ShardFolder`` is the only code that
+knows these names, so it alone can tell fdgen's files from the user's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fdgen import readback
+from fdgen.atomic import atomic_target, write_atomic
+from fdgen.errors import FdgenError
+from fdgen.output.plan import ShardPlan
+
+FORMAT_VERSION = 1  # of manifest.json and the sidecars; files without the field are version 1
+INFO_FILE = "_info.json"
+SIZES_FILE = "sizes.json"
+MANIFEST_FILE = "manifest.json"
+PARTIAL_SUFFIX = ".partial"
+LOCK_FILE = ".lock"
+HASH_CHUNK = 1 << 20
+MAX_SHARDS = 10**6  # shard names have six digits
+MAX_SAMPLES = 10**9  # bounds the shard plan's permutation that status and verify build
+_PLAN_FIELDS = {"categories": 1, "instances": 1, "group_size": 1, "samples_per_shard": 1}
+_SHARD_FILE = re.compile(r"shard-\d{6,}\.(tar|json)")  # a shard or its sidecar
+_INDEX_FILES = (MANIFEST_FILE, INFO_FILE, SIZES_FILE)
+
+
+def shard_name(index: int) -> str:
+    """File name of shard ``index``."""
+    return f"shard-{index:06d}.tar"
+
+
+def sidecar_name(index: int) -> str:
+    """File name of the sidecar that marks shard ``index`` complete."""
+    return f"shard-{index:06d}.json"
+
+
+def partition_lock_name(index: int, count: int) -> str:
+    """Lock file of partition ``index`` of ``count`` (``--shard-index/--num-shards``)."""
+    return f"{LOCK_FILE}-{index}-of-{count}"
+
+
+def partial_shard_index(path: Path) -> int | None:
+    """The shard index of a temporary ``shard-NNNNNN.tar.*.partial`` file, else None."""
+    name = Path(path).name
+    if not (name.startswith("shard-") and name.endswith(PARTIAL_SUFFIX)):
+        return None
+    digits = name[len("shard-") : len("shard-") + 6]
+    return int(digits) if digits.isdigit() else None
+
+
+def is_lock_file(path: Path) -> bool:
+    """Whether ``path`` is one of the render lock files (kept in the folder between runs)."""
+    return Path(path).name == LOCK_FILE or Path(path).name.startswith(LOCK_FILE + "-")
+
+
+def process_tag() -> str:
+    """Host and process id: unique among the writers of one (possibly shared) folder."""
+    return f"{socket.gethostname().replace('/', '_')}-{os.getpid()}"
+
+
+def file_sha256(path: Path) -> tuple[str, int]:
+    """sha256 hex digest and size of a file, read in chunks."""
+    sha = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            sha.update(chunk)
+            size += len(chunk)
+    return sha.hexdigest(), size
+
+
+def _check_version(record: dict) -> None:
+    """Refuse a record of a format newer than this fdgen reads (absent: version 1)."""
+    version = readback.integer(record, "version", 1, optional=True) or 1
+    if version > FORMAT_VERSION:
+        raise readback.BadContent(
+            f"format version {version}, written by a newer fdgen; this fdgen reads version "
+            f"{FORMAT_VERSION}: upgrade fdgen"
+        )
+
+
+# --- sidecars ----------------------------------------------------------------------------
+
+
+def check_sidecar(record, index: int) -> dict:
+    """The sidecar ``record`` of shard ``index`` if it holds every field of one, with types;
+    ``BadContent`` naming the first wrong field otherwise."""
+    record = readback.mapping(record)
+    _check_version(record)
+    readback.integer(record, "shard", index, index)
+    readback.text(record, "file", (shard_name(index),))
+    readback.integer(record, "samples")
+    readback.integer(record, "bytes")
+    readback.integer(record, "diverged", optional=True)
+    sha = record.get("sha256")
+    if not (isinstance(sha, str) and len(sha) == 64 and set(sha) <= set("0123456789abcdef")):
+        raise readback.BadContent("field sha256 must be 64 hexadecimal digits")
+    return record
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """The record that marks one shard complete: its file, samples, size and sha256.
+
+    ``diverged`` counts samples from diverged orbits (None when the writer did not count).
+    """
+
+    shard: int
+    file: str
+    samples: int
+    bytes: int
+    sha256: str
+    diverged: int | None = None
+    version: int = FORMAT_VERSION
+
+    @classmethod
+    def from_dict(cls, record, index: int) -> Sidecar:
+        """The sidecar of shard ``index`` in ``record``; ``BadContent`` naming a wrong field."""
+        record = check_sidecar(record, index)
+        return cls(
+            record["shard"],
+            record["file"],
+            record["samples"],
+            record["bytes"],
+            record["sha256"],
+            record.get("diverged"),
+            record.get("version", 1),
+        )
+
+    @classmethod
+    def load(cls, path: Path, index: int) -> Sidecar:
+        """The sidecar file ``path`` of shard ``index``: ``OSError`` when unreadable,
+        ``BadContent`` when damaged or foreign."""
+        return cls.from_dict(readback.parse_json(path), index)
+
+    def to_dict(self) -> dict:
+        """The JSON fields, in the order fdgen writes them."""
+        record = {
+            "version": self.version,
+            "shard": self.shard,
+            "file": self.file,
+            "samples": self.samples,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+        }
+        if self.diverged is not None:
+            record["diverged"] = self.diverged
+        return record
+
+    def save(self, path: Path) -> None:
+        """Write the sidecar atomically (a reader never sees half of it)."""
+        write_atomic(path, json.dumps(self.to_dict(), indent=1))
+
+
+# --- the manifest ------------------------------------------------------------------------
+
+
+def check_manifest(manifest) -> dict:
+    """``manifest`` if it holds every field status, info, verify and render use, with types
+    and ranges, and its shard counts agree with its plan; ``BadContent`` otherwise."""
+    manifest = readback.mapping(manifest)
+    _check_version(manifest)
+    num_shards = readback.integer(manifest, "num_shards", 0, MAX_SHARDS)
+    num_samples = readback.integer(manifest, "num_samples", 0, MAX_SAMPLES)
+    readback.integer(manifest, "categories", 0, MAX_SAMPLES)
+    identity = readback.sub_mapping(manifest, "identity")
+    for name in ("type", "format"):
+        try:
+            readback.text(identity, name)
+        except readback.BadContent as exc:
+            raise readback.BadContent(str(exc).replace("field ", "field identity.", 1)) from None
+    readback.sub_mapping(identity, "settings")
+    readback.text(manifest, "status", optional=True)
+    readback.text(manifest, "sample_unit", ("category", "image"), optional=True)
+    plan = readback.sub_mapping(manifest, "plan", optional=True)
+    if plan is not None:
+        if set(plan) != {*_PLAN_FIELDS, "seed"}:
+            raise readback.BadContent(
+                f"field plan must hold {', '.join([*_PLAN_FIELDS, 'seed'])}, found {sorted(plan)}"
+            )
+        try:
+            for name, low in _PLAN_FIELDS.items():
+                readback.integer(plan, name, low, MAX_SAMPLES)
+            readback.integer(plan, "seed")
+        except readback.BadContent as exc:
+            raise readback.BadContent(str(exc).replace("field ", "field plan.", 1)) from None
+        shard_plan = ShardPlan(**plan)
+        if shard_plan.num_samples > MAX_SAMPLES:
+            raise readback.BadContent(f"the plan holds more than {MAX_SAMPLES} samples")
+        if (num_shards, num_samples) != (shard_plan.num_shards, shard_plan.num_samples):
+            raise readback.BadContent(
+                f"num_shards {num_shards} and num_samples {num_samples} differ from the plan's "
+                f"{shard_plan.num_shards} and {shard_plan.num_samples}"
+            )
+    return manifest
+
+
+_MANIFEST_ORDER = (
+    "version", "fdgen_version", "identity", "database", "database_preset", "categories",
+    "num_shards", "num_samples", "plan", "sample_unit", "status", "rendered_now", "elapsed_s",
+    "images_per_s", "complete_shards", "diverged", "bytes",
+)  # fmt: skip
+
+
+@dataclass
+class Manifest:
+    """``manifest.json``: what a shard folder holds and how it was rendered.
+
+    ``identity`` (type, settings, format, samples_per_shard, database_digest) decides whether
+    a folder's shards belong to a render; the rest describes the render and its progress.
+    Manifests of fdgen before the format had a ``version`` load as version 1; those that
+    predate the recorded plan load with ``plan`` None (status and verify then skip what needs
+    it).
+    """
+
+    identity: dict
+    categories: int
+    num_shards: int
+    num_samples: int
+    plan: ShardPlan | None = None
+    status: str | None = None
+    sample_unit: str | None = None
+    fdgen_version: str | None = None
+    database: str | None = None  # absolute path, so verify --rerender loads it from anywhere
+    database_preset: str | None = None  # the preset db.yaml names
+    rendered_now: int | None = None
+    elapsed_s: float | None = None
+    images_per_s: float | None = None
+    complete_shards: int | None = None
+    diverged: int | None = None
+    bytes: int | None = None
+    version: int = FORMAT_VERSION
+
+    @classmethod
+    def from_dict(cls, record) -> Manifest:
+        """The manifest in ``record`` (see ``check_manifest``); unknown fields are ignored."""
+        record = check_manifest(record)
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in record.items() if k in known}
+        values["version"] = record.get("version", 1)
+        plan = record.get("plan")
+        values["plan"] = ShardPlan(**plan) if plan is not None else None
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        """The manifest file ``path``: ``OSError`` when unreadable, ``BadContent`` when
+        damaged or foreign."""
+        return cls.from_dict(readback.parse_json(path))
+
+    def to_dict(self) -> dict:
+        """The JSON fields in the order fdgen writes them; unset optional fields are left out."""
+        record: dict = {}
+        values = vars(self)
+        for name in _MANIFEST_ORDER:
+            value = values[name]
+            if value is not None:
+                record[name] = dataclasses.asdict(value) if name == "plan" else value
+        return record
+
+    def save(self, path: Path) -> None:
+        """Write the manifest atomically."""
+        write_atomic(path, json.dumps(self.to_dict(), indent=1))
+
+
+# --- locking -------------------------------------------------------------------------------
+
+
+def _holder(path: Path) -> str:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        text = ""
+    return f" ({text})" if text else ""
+
+
+def _flock(path: Path, mode: int) -> int | None:
+    """An open descriptor of ``path`` holding ``mode`` (non-blocking), or None if taken."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _stamp(fd: int) -> None:
+    """Write who holds a lock into its file (for the message the next process prints)."""
+    text = f"host {socket.gethostname()}, pid {os.getpid()}, since {time.strftime('%H:%M:%S')}"
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, text.encode(), 0)
+
+
+# --- the folder ----------------------------------------------------------------------------
+
+
+class ShardFolder:
+    """A shard folder: the paths of its files, its records, its lock, and which of its files
+    fdgen wrote."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"ShardFolder({str(self.path)!r})"
+
+    def shard(self, index: int) -> Path:
+        """Path of shard ``index``."""
+        return self.path / shard_name(index)
+
+    def sidecar(self, index: int) -> Path:
+        """Path of the sidecar of shard ``index``."""
+        return self.path / sidecar_name(index)
+
+    def partial(self, index: int) -> Path:
+        """This process's temporary name for shard ``index`` while it is written: a shard
+        rendered twice at once (a Dask task rerun while its first try still runs) never
+        shares a half-written file."""
+        return self.path / f"{shard_name(index)}.{process_tag()}{PARTIAL_SUFFIX}"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST_FILE
+
+    @property
+    def info_path(self) -> Path:
+        return self.path / INFO_FILE
+
+    @property
+    def sizes_path(self) -> Path:
+        return self.path / SIZES_FILE
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_FILE
+
+    # records
+
+    def read_manifest(self) -> Manifest:
+        """The checked manifest; a clear error when there is none or it is damaged."""
+        path = self.manifest_path
+        try:
+            return Manifest.load(path)
+        except FileNotFoundError:
+            raise FdgenError(
+                f"{self.path}: not an fdgen shard folder (no {MANIFEST_FILE})"
+            ) from None
+        except OSError as exc:
+            raise FdgenError(f"{path}: unreadable manifest ({exc.strerror or exc})") from None
+        except readback.BadContent as exc:
+            raise FdgenError(f"{path}: damaged manifest ({exc})") from None
+
+    def save_manifest(self, manifest: Manifest) -> None:
+        """Write ``manifest.json`` atomically."""
+        manifest.save(self.manifest_path)
+
+    def read_sidecar(self, index: int) -> Sidecar | None:
+        """The sidecar of shard ``index`` if the shard looks complete (a valid sidecar,
+        matching size); None otherwise, so that a damaged sidecar means the shard is redone."""
+        try:
+            record = Sidecar.load(self.sidecar(index), index)
+            if self.shard(index).stat().st_size == record.bytes:
+                return record
+        except (OSError, readback.BadContent):
+            pass
+        return None
+
+    def save_sidecar(self, record: Sidecar) -> None:
+        """Write the sidecar of shard ``record.shard``, marking it complete."""
+        record.save(self.sidecar(record.shard))
+
+    def write_indexes(self, name: str, plan: ShardPlan) -> None:
+        """``_info.json`` (timm's wds format) and ``sizes.json`` (open_clip)."""
+        names = [shard_name(j) for j in range(plan.num_shards)]
+        lengths = plan.shard_lengths()
+        info = {
+            "name": name,
+            "splits": {
+                "train": {
+                    "name": "train",
+                    "num_samples": plan.num_samples,
+                    "filenames": names,
+                    "shard_lengths": lengths,
+                }
+            },
+        }
+        write_atomic(self.info_path, json.dumps(info, indent=1))
+        write_atomic(self.sizes_path, json.dumps(dict(zip(names, lengths, strict=True)), indent=1))
+
+    # temporary files
+
+    def partial_indices(self) -> set[int]:
+        """Shards with a temporary (partial) file in the folder."""
+        found = (partial_shard_index(p) for p in self.path.glob("shard-*" + PARTIAL_SUFFIX))
+        return {j for j in found if j is not None}
+
+    def remove_partials(self, mine: Callable[[int], bool] = lambda index: True) -> int:
+        """Delete the temporary shard files of the shards ``mine`` selects; returns how many."""
+        removed = 0
+        for path in self.path.glob("shard-*" + PARTIAL_SUFFIX):
+            index = partial_shard_index(path)
+            if index is not None and mine(index):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def remove_stale_temporaries(self) -> None:
+        """Delete atomic-write temporaries of fdgen's files (left by a crash)."""
+        for stale in self.path.glob("." + "*.tmp*"):
+            if self.written_by_fdgen(stale):
+                stale.unlink(missing_ok=True)
+
+    # ownership
+
+    def written_by_fdgen(self, path: Path) -> bool:
+        """Whether ``path`` is a file of a name fdgen writes into a shard folder: shards,
+        sidecars, indexes, the manifest, their temporary and partial files, the lock files."""
+        path = Path(path)
+        if not path.is_file():
+            return False
+        if is_lock_file(path) or partial_shard_index(path) is not None:
+            return True
+        name = atomic_target(path.name)
+        return name in _INDEX_FILES or _SHARD_FILE.fullmatch(name) is not None
+
+    def foreign_files(self) -> list[str]:
+        """Names of what the folder holds that fdgen did not write (sub-folders end in ``/``)."""
+        if not self.path.is_dir():
+            return []
+        return sorted(
+            p.name + ("/" if p.is_dir() else "")
+            for p in self.path.iterdir()
+            if not self.written_by_fdgen(p)
+        )
+
+    def check_owner(self, identity: dict, force: bool) -> tuple[bool, bool]:
+        """Refuse a folder whose fdgen files belong to another render (unless ``force``) or
+        whose manifest is not fdgen's. Returns (the folder holds a manifest of the render of
+        ``identity``, that manifest is whole); a manifest of this render whose other fields
+        are damaged is rewritten by the render."""
+        out, manifest_path = self.path, self.manifest_path
+        if manifest_path.exists() and not manifest_path.is_file():
+            raise FdgenError(
+                f"--shards: {manifest_path} is not a file; fdgen writes its manifest there: move "
+                "it away or choose another folder"
+            )
+        if manifest_path.is_file():
+            try:
+                held = readback.mapping(readback.parse_json(manifest_path))
+            except (OSError, readback.BadContent) as exc:
+                if force:
+                    return False, False
+                reason = exc.strerror if isinstance(exc, OSError) else exc
+                raise FdgenError(
+                    f"{manifest_path}: damaged manifest ({reason}); the shards beside it cannot "
+                    "be matched to this render: use --force to replace them (only files fdgen "
+                    "wrote are removed) or choose another folder"
+                ) from None
+            if not isinstance(held.get("identity"), dict):
+                raise FdgenError(
+                    f"--shards: {manifest_path} is not an fdgen manifest; move it away or "
+                    "choose another folder"
+                )
+            if held["identity"] != identity:
+                if not force:
+                    raise FdgenError(
+                        f"--shards: {out} holds shards of a different database or settings; use "
+                        "--force to replace them (only files fdgen wrote are removed) or choose "
+                        "another folder"
+                    )
+                return False, False
+            try:
+                check_manifest(held)
+            except readback.BadContent:
+                return True, False
+            return True, True
+        if not force and out.is_dir():
+            unknown = sorted(
+                p.name
+                for p in out.iterdir()
+                if self.written_by_fdgen(p)
+                and (p.name in _INDEX_FILES or _SHARD_FILE.fullmatch(p.name))
+            )
+            if unknown:
+                raise FdgenError(
+                    f"--shards: {out} holds fdgen shard files ({', '.join(unknown[:3])}"
+                    f"{', ...' if len(unknown) > 3 else ''}) but no {MANIFEST_FILE}, so their "
+                    "settings are unknown; use --force to replace them or choose another folder"
+                )
+        return False, False
+
+    def prepare(self, identity: dict, force: bool) -> bool:
+        """Check the folder against the render of ``identity``; with ``force`` remove the
+        files fdgen wrote for other settings (never the user's). Returns whether it holds a
+        whole manifest of this render."""
+        same, whole = self.check_owner(identity, force)
+        if force and not same:
+            for path in self.path.iterdir():
+                # the lock files are held by this process
+                if self.written_by_fdgen(path) and not is_lock_file(path):
+                    path.unlink()
+        return whole
+
+    @contextmanager
+    def lock(self, partition: tuple[int, int] | None = None) -> Iterator[None]:
+        """Hold the render lock of the folder for the duration of the block.
+
+        A whole render takes an exclusive ``flock`` on ``FOLDER/.lock``. A partition render
+        (``--shard-index I --num-shards N``) takes a shared lock on ``.lock`` plus an exclusive
+        lock on ``.lock-I-of-N``, so the partitions of a SLURM array run side by side while a
+        second copy of one partition, or a whole render beside them, is refused. The kernel
+        drops ``flock`` locks when the process exits, however it exits: no stale lock.
+        """
+        folder, main_lock = self.path, self.lock_path
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fds = []
+            if partition is None:
+                fd = _flock(main_lock, fcntl.LOCK_EX)
+                if fd is None:
+                    raise FdgenError(
+                        f"--shards: {folder} is being rendered by another fdgen process"
+                        f"{_holder(main_lock)} (lock {main_lock}); two renders into one folder "
+                        "are refused: wait for it to finish or choose another folder"
+                    )
+                fds.append(fd)
+                _stamp(fd)
+            else:
+                index, count = partition
+                fd = _flock(main_lock, fcntl.LOCK_SH)
+                if fd is None:
+                    raise FdgenError(
+                        f"--shards: {folder} is being rendered whole by another fdgen process"
+                        f"{_holder(main_lock)} (lock {main_lock}); a partition render beside it "
+                        "is refused"
+                    )
+                fds.append(fd)
+                part_lock = folder / partition_lock_name(index, count)
+                fd = _flock(part_lock, fcntl.LOCK_EX)
+                if fd is None:
+                    os.close(fds.pop())
+                    raise FdgenError(
+                        f"--shard-index {index} --num-shards {count}: this partition of {folder} "
+                        f"is being rendered by another fdgen process{_holder(part_lock)} "
+                        f"(lock {part_lock}); the second copy is refused"
+                    )
+                fds.append(fd)
+                _stamp(fd)
+        except OSError as exc:
+            raise FdgenError(f"--shards: cannot lock {folder} ({exc.strerror or exc})") from None
+        try:
+            yield
+        finally:
+            for fd in reversed(fds):
+                os.close(fd)
