@@ -11,12 +11,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,dask]'
 	$(BIN)/pip install --quiet torch==2.13.0  # the [torch] extra, pinned to the local CPU wheel
+	$(BIN)/python -m fdgen.warmup  # compile the FractalDB kernels once, not in every worker
 	touch $(STAMP)
 
 install: $(STAMP)
 
 # Small default job: search 50 categories, render 50 x 100 images into out/, write a preview.
+# The warm-up line reports the kernels' load time from numba's cache; `make install` printed
+# their compile time (the same line: cold vs warm).
 run: $(STAMP)
+	$(BIN)/python -m fdgen.warmup
 	$(BIN)/fdgen search --categories 50 --out out/db
 	$(BIN)/fdgen render --db out/db --instances 100 --shards out/shards --samples-per-shard 1000
 	$(BIN)/fdgen preview --db out/db --out out/preview.png

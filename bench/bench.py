@@ -23,11 +23,12 @@ import time
 from pathlib import Path
 
 import cv2
+import naive
 import numba
 import numpy as np
 
 from fdgen.database import load_database
-from fdgen.encode import encode_image
+from fdgen.encode import two_level_png_rows
 from fdgen.families import fractal2d, get_family
 from fdgen.kernels import ifs
 from fdgen.kernels.rng import sample_state
@@ -74,13 +75,17 @@ def make_database(root: Path, categories: int) -> Path:
     return out
 
 
-def stage_breakdown(db_path: Path, repeats: int) -> dict:
-    """Per-image milliseconds of each stage, one process, recommended settings."""
+def _variants(db_path: Path) -> tuple:
     db = load_database(db_path)
+    return db, [(c, v) for c in range(min(len(db), 10)) for v in (0, 6, 13, 24)]
+
+
+def fdgen_stages(db_path: Path) -> dict:
+    """fdgen's render stages on the bench's variants: name -> (function, images it makes)."""
+    db, variants = _variants(db_path)
     renderer = fractal2d.Renderer(RECOMMENDED)
     s = RECOMMENDED
     weights = fractal2d.weight_table(s.weight_delta)
-    variants = [(c, v) for c in range(min(len(db), 10)) for v in (0, 6, 13, 24)]
     prepared = []
     for c, v in variants:
         p = db.params[c]
@@ -95,28 +100,26 @@ def stage_breakdown(db_path: Path, repeats: int) -> dict:
             kept_list.append(ifs.orbit_with_masks(maps, cum, state, xs, ys, masks)[0])
 
     def raster():
-        image = renderer.image[:, :, 0]
+        cols, rows, words = renderer.cols, renderer.rows, renderer.words
         for kept in kept_list:
-            image[:] = 0
-            ifs.draw_patches_gray(xs, ys, masks, kept, s.size, s.pad, 127, image)
+            ifs.draw_patches_bits(xs, ys, masks, kept, s.size, s.pad, cols, rows, words)
+            ifs.unpack_bits(words, s.size, 127, renderer.image[:, :, 0])
 
-    t_orbit = median_of(orbit, repeats) / len(prepared)
-    orbit()  # leave kept_list filled for raster()
-    t_raster = median_of(raster, repeats) / len(prepared)
-
-    rasters = [renderer.render_variant(db.params[c], c, v)[0].copy() for c, v in variants]
+    words = []
+    for c, v in variants:
+        renderer.render_variant(db.params[c], c, v)
+        words.append(renderer.words.copy())
     encoded: list[bytes] = []
 
     def encode():
         encoded.clear()
-        for raster_ in rasters:
-            mirrored = cv2.flip(raster_, 1).reshape(raster_.shape)
+        for w in words:
             for flip in range(4):
-                image = fractal2d.oriented(raster_, flip, mirrored)
-                encoded.append(encode_image(image, "png", 127))
+                ifs.png_rows_from_bits(w, s.size, flip, renderer.png_rows)
+                encoded.append(two_level_png_rows(renderer.png_rows, s.size, 127))
 
-    t_encode = median_of(encode, repeats) / (4 * len(prepared))
-    tmp = Path(tempfile.mkdtemp())
+    tmp = db_path.parent / "stage-tar"  # inside the bench's folder, removed with it
+    tmp.mkdir(exist_ok=True)
 
     def tar_write():
         writer = WebDatasetWriter(ShardFolder(tmp), 0)
@@ -125,17 +128,86 @@ def stage_breakdown(db_path: Path, repeats: int) -> dict:
             writer.add(f"c{k:06d}_i{k:06d}", {"png": data, "cls": b"1", "json": meta})
         writer.commit()
 
-    t_tar = median_of(tar_write, repeats) / len(encoded)
-    shutil.rmtree(tmp)
-    per_image = t_orbit / 4 + t_raster / 4 + t_encode + t_tar
-    return {
-        "orbit_ms": 1e3 * t_orbit / 4,
-        "raster_ms": 1e3 * t_raster / 4,
-        "encode_ms": 1e3 * t_encode,
-        "tar_ms": 1e3 * t_tar,
-        "sum_ms": 1e3 * per_image,
-        "png_kb": statistics.mean(len(e) for e in encoded) / 1024,
-    }
+    images = 4 * len(prepared)
+    stages = {"orbit": orbit, "raster": raster, "encode": encode, "tar": tar_write}
+    return {name: (fn, images) for name, fn in stages.items()}, encoded
+
+
+def naive_stages(db_path: Path) -> dict:
+    """The naive port's stages on the same variants: name -> (function, images it makes)."""
+    db, variants = _variants(db_path)
+    s = RECOMMENDED
+    weights = fractal2d.weight_table(s.weight_delta)
+    prepared = []
+    for c, v in variants:
+        p = db.params[c]
+        prepared.append((np.ascontiguousarray(p[:, :6] * weights[v]), np.cumsum(p[:, 6])))
+    orbits: list = []
+
+    def orbit():
+        orbits.clear()
+        for seed, (maps, cum) in enumerate(prepared):
+            xs, ys = naive.orbit(maps, cum, s.points, seed)
+            orbits.append((naive.to_pixels(xs, s.size, s.pad), naive.to_pixels(ys, s.size, s.pad)))
+
+    images: list = []
+
+    def raster():
+        images.clear()
+        for seed, (px, py) in enumerate(orbits):
+            image = np.zeros((s.size, s.size), np.uint8)
+            naive.paste_patches(px, py, image, 127, seed)
+            images.append(image)
+
+    def encode():
+        for image in images:
+            up = cv2.flip(image, 0)
+            for f in (up, image, cv2.flip(up, 1), cv2.flip(image, 1)):
+                cv2.imencode(".png", f)
+
+    n = 4 * len(prepared)
+    return {"orbit": (orbit, n), "raster": (raster, n), "encode": (encode, n)}
+
+
+STAGES = ("orbit", "raster", "encode", "tar")
+
+
+def side_by_side(db_path: Path, repeats: int) -> tuple[dict, dict, float]:
+    """Per-image milliseconds of each stage, naive port and fdgen, one process: the two run
+    alternately, stage by stage, so that a shared machine's load hits both alike. Returns
+    the naive port's and fdgen's medians (the naive port's tar write is fdgen's: the same
+    writer) and the mean PNG size in KiB."""
+    ours, encoded = fdgen_stages(db_path)
+    theirs = naive_stages(db_path)
+    times: dict = {(who, k): [] for who in ("naive", "fdgen") for k in STAGES}
+    for round_ in range(repeats + 1):  # round 0 warms up
+        for key in STAGES:
+            for who, stages in (("naive", theirs), ("fdgen", ours)):
+                if key not in stages:
+                    continue
+                fn, images = stages[key]
+                start = time.perf_counter()
+                fn()
+                if round_:
+                    times[who, key].append(1e3 * (time.perf_counter() - start) / images)
+    med = {key: statistics.median(t) for key, t in times.items() if t}
+    b = {k + "_ms": med["fdgen", k] for k in STAGES}
+    n = {k + "_ms": med.get(("naive", k), med["fdgen", k]) for k in STAGES}
+    for d in (n, b):
+        d["sum_ms"] = sum(d[k + "_ms"] for k in STAGES)
+    return n, b, statistics.mean(len(e) for e in encoded) / 1024
+
+
+def naive_search_ms(candidates: int, repeats: int) -> float:
+    """Milliseconds per candidate of the naive port's search (one core, defaults)."""
+    search = fractal2d.SearchSettings()
+
+    def run():
+        rs = np.random.RandomState(1)
+        for _ in range(candidates):
+            naive.search_candidate(rs, search.points, search.size, search.pad)
+
+    return 1e3 * median_of(run, repeats) / candidates
 
 
 def render_throughput(db_path: Path, root: Path, workers: int, instances: int, repeats: int):
@@ -229,6 +301,57 @@ def compile_seconds(cache_dir: Path) -> tuple[float, float]:
     return times[0], times[1]
 
 
+def first_run(db_path: Path, root: Path, instances: int = 40) -> dict:
+    """Wall seconds of ``fdgen render`` (2 workers) on fresh numba caches, as on a fresh clone:
+    without the install-time warm-up (every worker compiles), and after it (its own time, then
+    the first render and a second, warm one)."""
+    cli = "import sys;from fdgen.cli import main;sys.exit(main(sys.argv[1:]))"
+    render = [sys.executable, "-c", cli, "render", "--db", str(db_path), "--instances"]
+    render += [str(instances), "--workers", "2", "--force", "--shards", str(root / "first-run")]
+
+    def timed(command: list[str], cache: Path) -> float:
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+        start = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=True, env=env)
+        return time.perf_counter() - start
+
+    out = {"no_warmup": timed(render, root / "cache-cold")}
+    cache = root / "cache-warmed"
+    out["warmup"] = timed([sys.executable, "-m", "fdgen.warmup"], cache)
+    out["first"] = timed(render, cache)
+    out["warm"] = timed(render, cache)
+    return out
+
+
+def startup_seconds(db_path: Path, root: Path, repeats: int) -> tuple[float, float, float]:
+    """Median wall seconds of fresh processes: ``fdgen render --help``, ``fdgen render`` of 4 images
+    (one variant, one worker) and the naive port rendering the same 4 images to PNG files."""
+    one = root / "one-category"
+    one.mkdir(exist_ok=True)
+    first = sorted((db_path / "categories").glob("*.csv"))[0]
+    shutil.copy(first, one / "00000.csv")
+    cli = "import sys;from fdgen.cli import main;sys.exit(main(sys.argv[1:]))"
+    render = [sys.executable, "-c", cli, "render", "--db", str(one), "--instances", "4"]
+    render += ["--workers", "1", "--force", "--shards", str(root / "start-shards")]
+    port = (
+        "from pathlib import Path;import naive;from fdgen.families import fractal2d as f;"
+        f"p=f.read_category(Path({str(one / '00000.csv')!r}));w=f.weight_table(0.4);"
+        f"[Path({str(root)!r},f'n{{k}}.png').write_bytes(b) for k,b in "
+        "enumerate(naive.render_variant(p,w[0],362,6,200000,0))]"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent)] + sys.path)}
+    commands = [[sys.executable, "-c", cli, "render", "--help"], render]
+    commands.append([sys.executable, "-c", port])
+    times: list[list[float]] = [[], [], []]
+    for _ in range(repeats + 1):  # the first round fills numba's cache for the naive port
+        for k, command in enumerate(commands):
+            start = time.perf_counter()
+            subprocess.run(command, capture_output=True, check=True, env=env)
+            times[k].append(time.perf_counter() - start)
+    help_s, render_s, port_s = (statistics.median(t[1:]) for t in times)
+    return help_s, render_s, port_s
+
+
 def fractaldb_slice(root: Path, fraction: float) -> None:
     """Render a slice of FractalDB-1k (all 1,000 instances of the first categories)."""
     categories = max(1, round(1000 * fraction))
@@ -269,13 +392,29 @@ def main() -> None:
         )
         db_path = make_database(root, 8)
 
-        b = stage_breakdown(db_path, args.repeats)
+        n, b, png_kb = side_by_side(db_path, 2 * args.repeats + 1)
         print("\nrender stages, ms per image (one core; the 4 flips share one orbit and raster)")
-        for key in ("orbit", "raster", "encode", "tar"):
-            print(f"  {key:8s} {b[key + '_ms']:7.3f}")
+        print("           naive port   fdgen")
+        for key in ("orbit", "raster", "encode", "tar", "sum"):
+            print(f"  {key:8s} {n[key + '_ms']:9.3f} {b[key + '_ms']:9.3f}")
         print(
-            f"  total    {b['sum_ms']:7.3f}  -> {1e3 / b['sum_ms']:,.0f} images/s per core "
-            f"(PNG {b['png_kb']:.1f} KiB)"
+            f"  images/s per core: naive port {1e3 / n['sum_ms']:,.0f}, fdgen "
+            f"{1e3 / b['sum_ms']:,.0f} -> {n['sum_ms'] / b['sum_ms']:.2f}x "
+            f"(PNG {png_kb:.1f} KiB)"
+        )
+        help_s, render_s, port_s = startup_seconds(db_path, root, args.repeats)
+        print(
+            f"  start-up, fresh process: fdgen render --help {help_s:.2f} s; 4 images: "
+            f"fdgen render {render_s:.2f} s, naive port {port_s:.2f} s"
+        )
+
+        fr = first_run(db_path, root)
+        images = 40 * len(load_database(db_path))
+        print(
+            f"\nfirst run on a fresh numba cache, {images} images, 2 workers: no warm-up "
+            f"{fr['no_warmup']:.1f} s; warm-up (make install) {fr['warmup']:.1f} s, then the "
+            f"first render {fr['first']:.1f} s vs warm {fr['warm']:.1f} s "
+            f"({fr['first'] / fr['warm'] - 1:+.0%})"
         )
 
         r1 = render_throughput(db_path, root, 1, 100, args.repeats)
@@ -310,7 +449,12 @@ def main() -> None:
         )
         s1 = search_throughput(1, 2048, args.repeats)
         s2 = search_throughput(2, 4096, args.repeats)
+        per_naive = naive_search_ms(64, args.repeats)
         print("\nsearch (100,000 points, 512 px test raster)")
+        print(
+            f"  naive port      {per_naive:6.3f} ms per candidate (one core) -> fdgen "
+            f"{per_naive / (1e3 * per_cand):.2f}x"
+        )
         print(f"  default stream  {1e3 * per_cand:6.3f} ms per candidate (one core)")
         print(
             f"  legacy stream   {1e3 * per_legacy:6.3f} ms per candidate in the worker "

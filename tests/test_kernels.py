@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fdgen.families import fractal2d
+from fdgen.encode import encode_image
+from fdgen.families import fractal2d, get_family
+from fdgen.families.base import Group
 from fdgen.kernels import ifs
 from fdgen.kernels.rng import sample_state
 
@@ -16,6 +18,10 @@ from slow_reference import (
     splitmix64,
     to_pixels,
 )
+
+
+def _pixel_scratch(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.empty(n, np.int32), np.empty(n, np.int32)
 
 
 def test_splitmix_stream_matches_reference():
@@ -42,7 +48,7 @@ def test_legacy_orbit_and_fill_rate_match_reference(fractaldb_1k, category):
     assert (kept, diverged) == (points, False)
     assert list(zip(xs.tolist(), ys.tolist())) == expected
     canvas = np.zeros((512, 512), np.uint8)
-    filled = ifs.filled_pixels(xs, ys, kept, 512, 6, canvas)
+    filled = ifs.filled_pixels(xs, ys, kept, 512, 6, canvas, *_pixel_scratch(kept))
     assert filled / 512**2 == fill_rate(expected)
     assert filled == int(canvas.sum())
 
@@ -72,7 +78,31 @@ def test_divergent_orbit_is_truncated_not_crashing():
     assert diverged
     assert kept == first_bad - ifs.DIVERGENCE_MARGIN
     canvas = np.zeros((64, 64), np.uint8)
-    assert 0 < ifs.filled_pixels(xs, ys, kept, 64, 2, canvas) <= kept
+    assert 0 < ifs.filled_pixels(xs, ys, kept, 64, 2, canvas, *_pixel_scratch(kept)) <= kept
+
+
+@pytest.mark.parametrize(
+    "maps",
+    [
+        [[0.5, 0.0, 0.0, 3.0, 0.0, 1.0]],  # y overflows to inf, x stays finite for a while
+        [[0.0, 2.0, 0.0, 3.0, 0.0, 1.0], [0.0, 0.0, 0.0, 3.0, 0.0, 1.0]],  # 0 * inf = NaN
+        [[0.5, 0.0, 0.0, 0.5, 1.0, 1.0], [0.5, 0.1, 0.0, 0.5, 0.0, 0.0]],  # stays finite
+    ],
+)
+def test_render_orbit_divergence_is_the_first_non_finite_point(maps):
+    """The render orbit tests only its last point for divergence; kept and diverged must still
+    be those of a scan of every point for the first non-finite one."""
+    maps = np.array(maps)
+    cum = np.cumsum(np.full(len(maps), 1 / len(maps)))
+    points = 3000
+    xs, ys, masks = np.empty(points), np.empty(points), np.empty(points, np.uint16)
+    kept, diverged = ifs.orbit_with_masks(maps, cum, sample_state(1, 2), xs, ys, masks)
+    bad = np.flatnonzero(~(np.isfinite(xs) & np.isfinite(ys)))
+    if len(bad):
+        assert diverged and kept == max(0, bad[0] - ifs.DIVERGENCE_MARGIN)
+        assert len(bad) == points - bad[0]  # once non-finite, never finite again
+    else:
+        assert not diverged and kept == points
 
 
 def test_render_variant_matches_slow_reference(fractaldb_1k):
@@ -103,3 +133,23 @@ def test_probabilities_are_normalised_determinants():
     params = fractal2d.with_probabilities(maps)
     dets = np.abs(maps[:, 0] * maps[:, 3] - maps[:, 1] * maps[:, 2])
     assert np.allclose(params[:, 6], dets / dets.sum())
+
+
+@pytest.mark.parametrize("size", [64, 101, 130, 362])
+def test_bit_raster_pngs_are_the_reference_pixels_and_the_byte_raster_pngs(fractaldb_1k, size):
+    """patch_gray draws on a bit raster and encodes from its rows; sizes that are not multiples
+    of 8 or 64 put patches across word boundaries and leave padding bits in the last byte."""
+    params = np.loadtxt(fractaldb_1k / "00002.csv", delimiter=",", ndmin=2)
+    family = get_family("fractal")
+    renderer = family.renderer(fractal2d.RenderSettings(size=size, pad=4, points=4000, seed=5))
+    for group in (0, 9):
+        factors = fractal2d.weight_table(0.4)[group % 25]
+        raster = render_variant(params, factors, int(sample_state(5, 2, group)), 4000, size, 4)
+        up = raster[::-1]
+        flips = [up, up[::-1], up[:, ::-1], up[::-1, ::-1]]
+        instances = list(range(4 * group, 4 * group + 4))
+        for sample in family.render_group(renderer, Group(2, group, instances, params), "png"):
+            expected = flips[sample.meta["flip"]]
+            assert np.array_equal(sample.value("png")[:, :, 0], expected)
+            png = sample.encoded()["png"]
+            assert png == encode_image(np.ascontiguousarray(expected), "png", 127)

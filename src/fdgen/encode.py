@@ -17,10 +17,12 @@ from __future__ import annotations
 import struct
 import zlib
 
-import cv2
 import numpy as np
 
-from fdgen.kernels.deflate import deflate
+from fdgen.lazy import lazy_module
+
+cv2 = lazy_module("cv2")
+kernels = lazy_module("fdgen.kernels.deflate")
 
 FORMATS = ("png", "jpg")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -36,7 +38,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def _png(width: int, height: int, depth: int, colour: int, rows: np.ndarray, palette=b"") -> bytes:
     """A PNG of ``rows`` (height, 1 + row bytes): each row's filter byte then its bytes."""
     data = rows.reshape(-1)
-    idat = ZLIB_HEADER + deflate(data) + struct.pack(">I", zlib.adler32(data))
+    idat = ZLIB_HEADER + kernels.deflate(data) + struct.pack(">I", zlib.adler32(data))
     header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
     chunks = [PNG_SIGNATURE, _chunk(b"IHDR", header)]
     if palette:
@@ -55,10 +57,15 @@ def _with_filter_bytes(row_bytes: np.ndarray) -> np.ndarray:
 
 def two_level_png(image: np.ndarray, value: int) -> bytes:
     """1-bit palette PNG of a 2D image whose pixels are all 0 or ``value``."""
-    height, width = image.shape
     rows = _with_filter_bytes(np.packbits(image, axis=1))  # every non-zero value maps to 1
+    return two_level_png_rows(rows, image.shape[1], value)
+
+
+def two_level_png_rows(rows: np.ndarray, width: int, value: int) -> bytes:
+    """1-bit palette PNG of packed rows: (height, 1 + ceil(width / 8)) uint8, each a filter
+    byte 0 then the pixels, 8 per byte, leftmost in the top bit (1 = ``value``, 0 = black)."""
     palette = bytes([0, 0, 0, value, value, value])
-    return _png(width, height, 1, PALETTE, rows, palette)
+    return _png(width, rows.shape[0], 1, PALETTE, rows, palette)
 
 
 def png(image: np.ndarray) -> bytes:

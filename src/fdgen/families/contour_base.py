@@ -22,7 +22,9 @@ import yaml
 
 from fdgen.errors import FdgenError, check_option
 from fdgen.families.base import Candidate, Family, Group, Sample, image_member
-from fdgen.kernels import contours as kc
+from fdgen.lazy import lazy_module
+
+kc = lazy_module("fdgen.kernels.contours")
 
 CATEGORY_SUFFIX = ".yaml"
 CANVAS = 512  # the published geometry is defined on a 512 x 512 canvas

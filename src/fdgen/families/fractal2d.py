@@ -12,14 +12,17 @@ import colorsys
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from fdgen.encode import two_level_png_rows
 from fdgen.errors import check_option
 from fdgen.families import ifs_csv, register_family
-from fdgen.families.base import Candidate, Family, Group, choice_field, image_member
-from fdgen.kernels import ifs
-from fdgen.kernels.rng import sample_state
+from fdgen.families.base import Candidate, Family, Group, Member, choice_field, image_member
+from fdgen.lazy import lazy_module
+
+cv2 = lazy_module("cv2")
+ifs = lazy_module("fdgen.kernels.ifs")
+streams = lazy_module("fdgen.kernels.rng")
 
 CATEGORY_SUFFIX = ".csv"
 DRAW_MODES = ("patch_gray", "patch_color", "point_gray", "point_color")
@@ -100,10 +103,13 @@ def _scratch(settings: SearchSettings) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _evaluate(settings: SearchSettings, index: int, params, uniforms, scratch) -> Candidate:
-    _, xs, ys, canvas = scratch
+    spare, xs, ys, canvas = scratch
     maps, cum = np.ascontiguousarray(params[:, :6]), np.cumsum(params[:, 6])
     kept, diverged = ifs.orbit_from_uniforms(maps, cum, uniforms, xs, ys)
-    filled = ifs.filled_pixels(xs, ys, kept, settings.size, settings.pad, canvas)
+    # the uniforms buffer is spent once the orbit is made: its bytes hold the pixel columns and rows
+    pixels = spare.view(np.int32)
+    cols, rows = pixels[: settings.points], pixels[settings.points :]
+    filled = ifs.filled_pixels(xs, ys, kept, settings.size, settings.pad, canvas, cols, rows)
     rate = filled / (settings.size * settings.size)
     return Candidate(index, params, rate, bool(diverged), rate >= settings.fill_rate)
 
@@ -122,7 +128,7 @@ def default_candidate(settings: SearchSettings, index: int) -> tuple[np.ndarray,
     are a..f of the N maps (2u - 1), and the orbit's uniforms start at draw 1 + 6 * maps_max.
     """
     head = np.empty(1 + 6 * settings.maps_max)
-    orbit_state = np.uint64(ifs.fill_uniform(sample_state(settings.seed, index), head))
+    orbit_state = np.uint64(ifs.fill_uniform(streams.sample_state(settings.seed, index), head))
     span = settings.maps_max - settings.maps_min + 1
     n_maps = settings.maps_min + int(head[0] * span)
     maps = (2.0 * head[1 : 1 + 6 * n_maps] - 1.0).reshape(n_maps, 6)
@@ -282,6 +288,13 @@ class Renderer:
         self.image = np.zeros((settings.size, settings.size, channels), np.uint8)
         self.colors = np.array([[GRAY_VALUE]], np.uint8) if self.gray else hue_colors()
         self.weights = weight_table(settings.weight_delta)
+        # patch_gray draws on a bit raster (1 bit per pixel) and encodes PNGs from its rows
+        self.packed = self.patch and self.gray
+        if self.packed:
+            size = settings.size
+            self.cols, self.rows = np.empty(n, np.int32), np.empty(n, np.int32)
+            self.words = np.zeros((size, ifs.bit_words(size)), np.uint64)
+            self.png_rows = np.empty((size, 1 + (size + 7) // 8), np.uint8)
 
     def render_variant(self, params: np.ndarray, category: int, variant: int):
         """Raster (size x size x channels, y down as computed) of one variant, and whether its
@@ -290,14 +303,17 @@ class Renderer:
         row = variant % WEIGHT_ROWS
         maps = np.ascontiguousarray(params[:, :6] * self.weights[row])
         cum = np.cumsum(params[:, 6])
-        state = sample_state(s.seed, category, variant)
+        state = streams.sample_state(s.seed, category, variant)
         kept, diverged = ifs.orbit_with_masks(maps, cum, state, self.xs, self.ys, self.masks)
         image = self.image
-        image[:] = 0
         xs, ys, masks = self.xs, self.ys, self.masks
-        if self.patch and self.gray:
-            ifs.draw_patches_gray(xs, ys, masks, kept, s.size, s.pad, GRAY_VALUE, image[:, :, 0])
-        elif self.patch:
+        if self.packed:
+            cols, rows, words = self.cols, self.rows, self.words
+            ifs.draw_patches_bits(xs, ys, masks, kept, s.size, s.pad, cols, rows, words)
+            ifs.unpack_bits(words, s.size, GRAY_VALUE, image[:, :, 0])
+            return image, bool(diverged)
+        image[:] = 0
+        if self.patch:
             ifs.draw_patches(xs, ys, masks, kept, s.size, s.pad, self.colors, image)
         else:
             ifs.draw_points(xs, ys, kept, s.size, s.pad, self.colors, image)
@@ -307,12 +323,26 @@ class Renderer:
         """Yield (instance, image, fields) for the given instances of variant ``group``."""
         raster, diverged = self.render_variant(params, category, group)
         mirrored = None
-        if any(i % FLIPS >= 2 for i in instances):
+        if not self.packed and any(i % FLIPS >= 2 for i in instances):
             mirrored = cv2.flip(raster, 1).reshape(raster.shape)
         for instance in instances:
             fields = instance_fields(instance)
             image = oriented(raster, fields["flip"], mirrored)
             yield instance, image, {**fields, "diverged": diverged}
+
+    def png_from_bits(self, flip: int) -> bytes:
+        """The 1-bit PNG of flip ``flip`` of the current variant, written from the bit raster's
+        rows (patch_gray only): the bytes ``encode_image`` makes of that image."""
+        size = self.settings.size
+        ifs.png_rows_from_bits(self.words, size, flip, self.png_rows)
+        return two_level_png_rows(self.png_rows, size, GRAY_VALUE)
+
+    def image_member(self, image: np.ndarray, flip: int, fmt: str) -> Member:
+        """The image member of flip ``flip`` of the current variant; a patch_gray PNG is encoded
+        from the bit raster, so like the image it is valid until the next variant."""
+        if self.packed and fmt == "png":
+            return Member(image, lambda _image: self.png_from_bits(flip))
+        return image_member(image, fmt, GRAY_VALUE if self.gray else None)
 
 
 # --- the family -----------------------------------------------------------------------------
@@ -348,11 +378,10 @@ class FractalDB(Family):
 
     def render_group(self, renderer: Renderer, group: Group, fmt: str):
         """The flips of one variant; grey images (0 and GRAY_VALUE only) as 1-bit PNGs."""
-        two_level = GRAY_VALUE if renderer.gray else None
         for instance, image, fields in renderer.render_group(
             group.params, group.unit, group.group, list(group.instances)
         ):
-            payload = {fmt: image_member(image, fmt, two_level)}
+            payload = {fmt: renderer.image_member(image, fields["flip"], fmt)}
             yield self.category_sample(group, instance, payload, fields)
 
     def describe(self, db) -> list[tuple[str, str]]:

@@ -34,9 +34,11 @@ from fdgen.families.base import (
     image_member,
     npy_bytes,
 )
-from fdgen.kernels import ifs3d
-from fdgen.kernels.ifs import fill_uniform
-from fdgen.kernels.rng import sample_state
+from fdgen.lazy import lazy_module
+
+ifs = lazy_module("fdgen.kernels.ifs")
+ifs3d = lazy_module("fdgen.kernels.ifs3d")
+streams = lazy_module("fdgen.kernels.rng")
 
 CATEGORY_SUFFIX = ".csv"
 PARAMS = 12  # a..l per map
@@ -125,7 +127,7 @@ def candidate(settings: SearchSettings, index: int) -> tuple[np.ndarray, np.uint
     orbit continues the same stream.
     """
     uniforms = np.empty(1 + PARAMS * settings.maps_max)
-    state = np.uint64(fill_uniform(sample_state(settings.seed, index), uniforms))
+    state = np.uint64(ifs.fill_uniform(streams.sample_state(settings.seed, index), uniforms))
     span = settings.maps_max - settings.maps_min + 1
     n_maps = settings.maps_min + int(uniforms[0] * span)
     maps = (2.0 * uniforms[1 : 1 + PARAMS * n_maps] - 1.0).reshape(n_maps, PARAMS)
@@ -210,7 +212,7 @@ def rotation(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
 def view_angles(settings: RenderSettings, category: int, instance: int) -> tuple[float, float]:
     """(azimuth, elevation) in degrees of one sample, seeded by (seed, category, instance)."""
     u = np.empty(2)
-    fill_uniform(sample_state(settings.seed, category, instance, _VIEW_KEY), u)
+    ifs.fill_uniform(streams.sample_state(settings.seed, category, instance, _VIEW_KEY), u)
     if settings.views == "fixed":
         jitter = settings.view_jitter
         azimuth = 30.0 * (instance % VIEWS) + 30.0 + jitter * (2.0 * u[0] - 1.0)
@@ -272,7 +274,7 @@ class Renderer:
         """Normalised, centred point cloud of one model (a view into a reused buffer) and
         whether its orbit diverged (then only its finite head is kept)."""
         maps = model_params(params, model)
-        state = sample_state(self.settings.seed, category, model, _CLOUD_KEY)
+        state = streams.sample_state(self.settings.seed, category, model, _CLOUD_KEY)
         kept, finite = ifs3d.orbit3d(maps, cumulative(params), state, self.pts)
         if not ifs3d.normalise(self.pts, kept):
             kept = 0

@@ -15,8 +15,10 @@ import numpy as np
 from fdgen.families import contour_base as base
 from fdgen.families import register_family
 from fdgen.families.contour_base import CANVAS, ContourFamily, ContourRenderer, Field
-from fdgen.kernels import contours as kc
-from fdgen.kernels.rng import sample_state
+from fdgen.lazy import lazy_module
+
+kc = lazy_module("fdgen.kernels.contours")
+streams = lazy_module("fdgen.kernels.rng")
 
 BACKGROUND = 255
 
@@ -97,7 +99,7 @@ class Renderer(ContourRenderer):
 
     def contours(self, params: Category, category: int, instance: int):
         """Vertex pixel positions (contours, vertices, 2) and grey levels of one instance."""
-        state = sample_state(self.settings.seed, category, instance)
+        state = streams.sample_state(self.settings.seed, category, instance)
         geometry = (params.radius, params.oval_x, params.oval_y, params.centre_x, params.centre_y)
         if instance > 0:
             state, *geometry = instance_geometry(params, state)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from fdgen.errors import FdgenError, check_option
@@ -24,8 +23,11 @@ from fdgen.families import rcdb, register_family
 from fdgen.families.base import Group, PreviewLayout, Sample, choice_field, image_member
 from fdgen.families.contour_base import CANVAS, ContourFamily, draw_contours
 from fdgen.families.contour_base import SearchSettings as _ContourSearch
-from fdgen.kernels import contours as kc
-from fdgen.kernels.rng import sample_state
+from fdgen.lazy import lazy_module
+
+cv2 = lazy_module("cv2")
+kc = lazy_module("fdgen.kernels.contours")
+streams = lazy_module("fdgen.kernels.rng")
 
 BACKGROUND = 0
 MAX_CLASSES = 254  # class ids 1..254 in an 8-bit mask; 0 is background, 255 is left free
@@ -143,7 +145,7 @@ class Renderer:
                 f"--db: SegRCDB masks hold at most {MAX_CLASSES} classes; "
                 f"the database has {len(categories)} categories"
             )
-        state = sample_state(self.settings.seed, _IMAGE_STREAM, image_index)
+        state = streams.sample_state(self.settings.seed, _IMAGE_STREAM, image_index)
         for _ in range(self.settings.objects):
             state, cat = kc.randint(state, 0, len(categories) - 1)
             state, dy = kc.randint(np.uint64(state), -CENTRE_SPREAD, CENTRE_SPREAD)
