@@ -75,6 +75,13 @@ CASES: dict[str, dict] = {
         f"svdfractal-{draw}": {"db": "svdfractal-search", "render": [*SVD, "--draw", draw]}
         for draw in ("color_background", "color", "gray")
     },
+    "onepfrac-search": {
+        "search": ["--type", "onepfrac", "--categories", "2", "--points", "4000", "--size", "64"]
+    },
+    "onepfrac": {
+        "db": "onepfrac-search",
+        "render": ["--size", "48", "--points", "2000", "--samples-per-shard", "1"],
+    },
 }
 
 # Entries whose bytes come from OpenCV's bundled libjpeg rather than fdgen's own code.

@@ -24,6 +24,7 @@ FAMILIES = {
     "visualatom": "fdgen.families.visualatom",
     "segrcdb": "fdgen.families.segrcdb",
     "svdfractal": "fdgen.families.svdfractal",
+    "onepfrac": "fdgen.families.onepfrac",
 }
 # The default --type, and the type of a folder of original FractalDB CSV files (no db.yaml).
 DEFAULT_TYPE = "fractal"
