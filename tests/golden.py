@@ -75,6 +75,25 @@ CASES: dict[str, dict] = {
         f"svdfractal-{draw}": {"db": "svdfractal-search", "render": [*SVD, "--draw", draw]}
         for draw in ("color_background", "color", "gray")
     },
+    "svdmulti-search": {"search": ["--type", "svdmulti", "--categories", "3"]},
+    **{
+        f"svdmulti-{draw}": {
+            "db": "svdmulti-search",
+            "render": [
+                "--images",
+                "3",
+                "--size",
+                "48",
+                "--points",
+                "2000",
+                "--draw",
+                draw,
+                "--samples-per-shard",
+                "2",
+            ],
+        }  # fmt: skip
+        for draw in ("color_background", "color")
+    },
     "onepfrac-search": {
         "search": ["--type", "onepfrac", "--categories", "2", "--points", "4000", "--size", "64"]
     },

@@ -21,15 +21,15 @@ def test_render_help_shows_each_familys_defaults_not_fractaldbs_for_all():
     # the published sizes: FractalDB 362, MV-FractalDB and SVD fractals 224, RCDB /
     # VisualAtom / SegRCDB 512; the plug-in family of tests/checker_family.py: 64
     sizes = (
-        "[fractal: 362; fractal3d, svdfractal: 224; rcdb, visualatom, segrcdb, onepfrac: 512; "
-        "checker: 64]"
+        "[fractal: 362; fractal3d, svdfractal, svdmulti: 224; "
+        "rcdb, visualatom, segrcdb, onepfrac: 512; checker: 64]"
     )
     assert f"--size INTEGER RANGE Image size. {sizes}" in text
     instances = (
         "[fractal, rcdb, visualatom, svdfractal: 1000; fractal3d: 1740; onepfrac: 1; checker: 4]"
     )
     assert instances in text
-    assert "--images INTEGER RANGE Images in all. [segrcdb: 20000]" in text
+    assert "--images INTEGER RANGE Images in all. [segrcdb: 20000; svdmulti: 1000000]" in text
     assert "[362]" not in text and "[1000]" not in text
     assert "j % NUM_SHARDS == SHARD_INDEX" in text  # click prints help as written, no %% escape
 

@@ -25,6 +25,7 @@ FAMILIES = {
     "segrcdb": "fdgen.families.segrcdb",
     "svdfractal": "fdgen.families.svdfractal",
     "onepfrac": "fdgen.families.onepfrac",
+    "svdmulti": "fdgen.families.svdmulti",
 }
 # The default --type, and the type of a folder of original FractalDB CSV files (no db.yaml).
 DEFAULT_TYPE = "fractal"
