@@ -36,6 +36,7 @@ F3D = ["--size", "32", "--points", "400", "--instances", "24", "--models", "2"]
 F3D += ["--samples-per-shard", "12"]
 CONTOUR = ["--instances", "2", "--size", "64", "--samples-per-shard", "3"]
 SEG = ["--images", "3", "--objects", "3", "--size", "64", "--samples-per-shard", "2"]
+SVD = ["--instances", "3", "--size", "40", "--points", "3000", "--samples-per-shard", "4"]
 TINY_2D_SEARCH = ["--points", "4000", "--size", "64", "--pad", "2", "--fill-rate", "0.15"]
 
 CASES: dict[str, dict] = {
@@ -68,6 +69,37 @@ CASES: dict[str, dict] = {
     **{
         f"segrcdb-{mask}": {"db": "segrcdb-search", "render": [*SEG, "--mask", mask]}
         for mask in ("lines", "ring", "filled")
+    },
+    "svdfractal-search": {"search": ["--type", "svdfractal", "--categories", "2"]},
+    **{
+        f"svdfractal-{draw}": {"db": "svdfractal-search", "render": [*SVD, "--draw", draw]}
+        for draw in ("color_background", "color", "gray")
+    },
+    "svdmulti-search": {"search": ["--type", "svdmulti", "--categories", "3"]},
+    **{
+        f"svdmulti-{draw}": {
+            "db": "svdmulti-search",
+            "render": [
+                "--images",
+                "3",
+                "--size",
+                "48",
+                "--points",
+                "2000",
+                "--draw",
+                draw,
+                "--samples-per-shard",
+                "2",
+            ],
+        }  # fmt: skip
+        for draw in ("color_background", "color")
+    },
+    "onepfrac-search": {
+        "search": ["--type", "onepfrac", "--categories", "2", "--points", "4000", "--size", "64"]
+    },
+    "onepfrac": {
+        "db": "onepfrac-search",
+        "render": ["--size", "48", "--points", "2000", "--samples-per-shard", "1"],
     },
 }
 

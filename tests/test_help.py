@@ -18,19 +18,26 @@ def _help(command: str) -> str:
 
 def test_render_help_shows_each_familys_defaults_not_fractaldbs_for_all():
     text = _help("render")
-    # the published sizes: FractalDB 362, MV-FractalDB 224, RCDB / VisualAtom / SegRCDB 512;
-    # the plug-in family of tests/checker_family.py: 64
-    sizes = "[fractal: 362; fractal3d: 224; rcdb, visualatom, segrcdb: 512; checker: 64]"
+    # the published sizes: FractalDB 362, MV-FractalDB and SVD fractals 224, RCDB /
+    # VisualAtom / SegRCDB 512; the plug-in family of tests/checker_family.py: 64
+    sizes = (
+        "[fractal: 362; fractal3d, svdfractal, svdmulti: 224; "
+        "rcdb, visualatom, segrcdb, onepfrac: 512; checker: 64]"
+    )
     assert f"--size INTEGER RANGE Image size. {sizes}" in text
-    assert "[fractal, rcdb, visualatom: 1000; fractal3d: 1740; checker: 4]" in text  # instances
-    assert "--images INTEGER RANGE Images in all. [segrcdb: 20000]" in text
+    instances = (
+        "[fractal, rcdb, visualatom, svdfractal: 1000; fractal3d: 1740; onepfrac: 1; checker: 4]"
+    )
+    assert instances in text
+    assert "--images INTEGER RANGE Images in all. [segrcdb: 20000; svdmulti: 1000000]" in text
     assert "[362]" not in text and "[1000]" not in text
     assert "j % NUM_SHARDS == SHARD_INDEX" in text  # click prints help as written, no %% escape
 
 
 def test_choices_are_the_families_own():
     render, search = _help("render"), _help("search")
-    assert "--draw [patch_gray|patch_color|point_gray|point_color]" in render
+    draw = "patch_gray|patch_color|point_gray|point_color|color_background|color|gray"
+    assert f"--draw [{draw}]" in render
     assert "--views [fixed|random]" in render and "--output [image|pointcloud]" in render
     assert "--mask [lines|ring|filled]" in render
     assert "--rng [default|legacy]" in search

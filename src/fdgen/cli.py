@@ -162,6 +162,8 @@ def main() -> None:
 @setting("search", "pad", "Test raster padding.", type=click.IntRange(min=0))
 @setting("search", "maps", "Maps per category, MIN-MAX.", metavar="MIN-MAX")
 @setting("search", "rng", "Random stream.", choice=True)
+@setting("search", "sigma", "Sigma-factor of the base system.", type=float)
+@setting("search", "delta", "Perturbation range D: factors U(1 - D, 1 + D).", type=float)
 @click.option("--workers", type=click.IntRange(min=1), help="Processes [all cores].")
 @click.option("--out", type=click.Path(path_type=Path), help="Database folder to write.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted search in --out.")

@@ -23,6 +23,9 @@ FAMILIES = {
     "rcdb": "fdgen.families.rcdb",
     "visualatom": "fdgen.families.visualatom",
     "segrcdb": "fdgen.families.segrcdb",
+    "svdfractal": "fdgen.families.svdfractal",
+    "onepfrac": "fdgen.families.onepfrac",
+    "svdmulti": "fdgen.families.svdmulti",
 }
 # The default --type, and the type of a folder of original FractalDB CSV files (no db.yaml).
 DEFAULT_TYPE = "fractal"

@@ -1,0 +1,226 @@
+"""Numba kernels of the SVD fractals (Anderson & Farrell, WACV 2022): orbit, point density in
+a view window, HSV colouring and diamond-square noise.
+
+Every kernel draws from a SplitMix64 stream passed in and returns the advanced state, so a
+sample's pixels depend only on the state it was given (see ``fdgen.kernels.rng``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from fdgen.kernels.rng import below_low32, next_u64, unit53, unit_high32
+
+
+@njit(cache=True, error_model="numpy")
+def orbit(maps, cum, x0, y0, state, xs, ys):
+    """Fill xs, ys with the orbit from (x0, y0): point i is the start moved by i maps, each
+    chosen by the high 32 bits of one draw against ``cum`` (the last map takes any remainder).
+    Returns the new state."""
+    n_maps = maps.shape[0]
+    last = n_maps - 1
+    x = x0
+    y = y0
+    for i in range(xs.shape[0]):
+        state, bits = next_u64(state)
+        u = unit_high32(bits)
+        j = 0
+        for t in range(last):
+            j += u > cum[t]
+        nx = x * maps[j, 0] + y * maps[j, 1] + maps[j, 4]
+        y = x * maps[j, 2] + y * maps[j, 3] + maps[j, 5]
+        x = nx
+        xs[i] = x
+        ys[i] = y
+    return state
+
+
+@njit(cache=True, error_model="numpy")
+def extent(xs, ys):
+    """(xmin, ymin, xmax, ymax) of the points."""
+    xlo = xs[0]
+    xhi = xs[0]
+    ylo = ys[0]
+    yhi = ys[0]
+    for i in range(1, xs.shape[0]):
+        x = xs[i]
+        y = ys[i]
+        xlo = min(xlo, x)
+        xhi = max(xhi, x)
+        ylo = min(ylo, y)
+        yhi = max(yhi, y)
+    return xlo, ylo, xhi, yhi
+
+
+@njit(cache=True, error_model="numpy")
+def density(xs, ys, x0, y0, x1, y1, mask, counts):
+    """Add one to every cell of the 3x3 ``mask`` (bit 8 top-left .. bit 0 bottom-right)
+    centred on each point's pixel in the window [x0, x1] x [y0, y1] of ``counts`` (rows = y);
+    cells outside the image are dropped. Returns the largest count."""
+    h = counts.shape[0]
+    w = counts.shape[1]
+    xspan = x1 - x0 if x1 > x0 else 1.0
+    yspan = y1 - y0 if y1 > y0 else 1.0
+    xscale = (w - 1) / xspan
+    yscale = (h - 1) / yspan
+    cells = np.empty((9, 2), np.int64)
+    n_cells = 0
+    for cell in range(9):
+        if (mask >> (8 - cell)) & 1:
+            cells[n_cells, 0] = cell // 3 - 1
+            cells[n_cells, 1] = cell % 3 - 1
+            n_cells += 1
+    for i in range(xs.shape[0]):
+        c = np.int64(np.floor((xs[i] - x0) * xscale))
+        r = np.int64(np.floor((ys[i] - y0) * yscale))
+        if 1 <= r < h - 1 and 1 <= c < w - 1:  # the whole patch inside: no checks
+            for k in range(n_cells):
+                counts[r + cells[k, 0], c + cells[k, 1]] += 1
+        elif -1 <= r <= h and -1 <= c <= w:
+            for k in range(n_cells):
+                rr = r + cells[k, 0]
+                cc = c + cells[k, 1]
+                if 0 <= rr < h and 0 <= cc < w:
+                    counts[rr, cc] += 1
+    top = 0
+    for r in range(h):
+        for c in range(w):
+            top = max(top, counts[r, c])
+    return top
+
+
+@njit(inline="always", error_model="numpy")
+def _hsv_to_rgb(h, s, v):
+    """RGB in [0, 1] of hue h in [0, 1), saturation s and value v in [0, 1]."""
+    h6 = h * 6.0
+    sector = np.int64(h6) % 6
+    f = h6 - np.floor(h6)
+    p = v * (1.0 - s)
+    q = v * (1.0 - s * f)
+    t = v * (1.0 - s * (1.0 - f))
+    if sector == 0:
+        return v, t, p
+    if sector == 1:
+        return q, v, p
+    if sector == 2:
+        return p, v, t
+    if sector == 3:
+        return p, q, v
+    if sector == 4:
+        return t, p, v
+    return v, p, q
+
+
+@njit(inline="always", error_model="numpy")
+def _byte(x):
+    return np.uint8(min(255.0, max(0.0, x * 255.0 + 0.5)))
+
+
+@njit(cache=True, error_model="numpy")
+def colorize_density(counts, top, hue0, sat, val, image):
+    """Colour the drawn pixels of ``counts`` into RGB ``image``: density level
+    L = floor(255 * count / top) has hue (L / 256 + hue0) mod 1 and the one saturation and
+    value; pixels with count 0 become black (0, 0, 0)."""
+    lut = np.empty((256, 3), np.uint8)
+    for level in range(256):
+        h = level / 256.0 + hue0
+        red, green, blue = _hsv_to_rgb(h - np.floor(h), sat, val)
+        lut[level, 0] = _byte(red)
+        lut[level, 1] = _byte(green)
+        lut[level, 2] = _byte(blue)
+    scale = 255.0 / top
+    for r in range(counts.shape[0]):
+        for c in range(counts.shape[1]):
+            k = counts[r, c]
+            if k == 0:
+                image[r, c, 0] = 0
+                image[r, c, 1] = 0
+                image[r, c, 2] = 0
+            else:
+                level = min(255, np.int64(k * scale))
+                image[r, c, 0] = lut[level, 0]
+                image[r, c, 1] = lut[level, 1]
+                image[r, c, 2] = lut[level, 2]
+
+
+@njit(cache=True, error_model="numpy")
+def binarize(counts, value, image):
+    """``value`` where counts > 0, else 0 (2D image)."""
+    for r in range(counts.shape[0]):
+        for c in range(counts.shape[1]):
+            image[r, c] = value if counts[r, c] > 0 else 0
+
+
+@njit(inline="always", error_model="numpy")
+def _signed(state, m):
+    state, bits = next_u64(state)
+    return state, (2.0 * unit53(bits) - 1.0) * m
+
+
+@njit(cache=True, error_model="numpy")
+def diamond_square(levels, decay, state, grid):
+    """Diamond-square noise on the (2**levels + 1)^2 ``grid``: random corners in [0, 1), then
+    at level k every new point is the mean of its 4 neighbours (wrapping at the border) plus
+    U(-m, m), m = 0.5 * exp(decay * (1 - k)). Returns the new state."""
+    s = grid.shape[0]
+    last = s - 1
+    for r, c in ((0, 0), (0, last), (last, 0), (last, last)):
+        state, bits = next_u64(state)
+        grid[r, c] = unit53(bits)
+    for k in range(1, levels + 1):
+        m = 0.5 * np.exp(decay * (1 - k))
+        half = s // (2**k)
+        step = 2 * half
+        for r in range(half, s, step):  # diamond: centres of the squares
+            for c in range(half, s, step):
+                mean = 0.25 * (
+                    grid[r - half, c - half] + grid[r - half, c + half]
+                    + grid[r + half, c - half] + grid[r + half, c + half]
+                )  # fmt: skip
+                state, noise = _signed(state, m)
+                grid[r, c] = mean + noise
+        for r in range(0, s, half):  # square: edge midpoints
+            start = half if (r // half) % 2 == 0 else 0
+            for c in range(start, s, step):
+                up = grid[r - half, c] if r > 0 else grid[last - half, c]
+                down = grid[r + half, c] if r < last else grid[half, c]
+                left = grid[r, c - half] if c > 0 else grid[r, last - half]
+                right = grid[r, c + half] if c < last else grid[r, half]
+                state, noise = _signed(state, m)
+                grid[r, c] = 0.25 * (up + down + left + right) + noise
+    return state
+
+
+@njit(cache=True, error_model="numpy")
+def colorize_noise(grid, hue, sat, val, image):
+    """Colour noise values x into RGB ``image`` (the top-left crop of ``grid``): HSV with hue
+    (x * hue[0] + hue[1]) mod 1, saturation and value min(1, x * scale + shift)."""
+    for r in range(image.shape[0]):
+        for c in range(image.shape[1]):
+            x = grid[r, c]
+            h = x * hue[0] + hue[1]
+            s = min(1.0, max(0.0, x * sat[0] + sat[1]))
+            v = min(1.0, max(0.0, x * val[0] + val[1]))
+            red, green, blue = _hsv_to_rgb(h - np.floor(h), s, v)
+            image[r, c, 0] = _byte(red)
+            image[r, c, 1] = _byte(green)
+            image[r, c, 2] = _byte(blue)
+
+
+@njit(cache=True, error_model="numpy")
+def composite(fg, bg):
+    """Copy the pixels of RGB ``fg`` that are not black onto ``bg`` (same shape), in place."""
+    for r in range(fg.shape[0]):
+        for c in range(fg.shape[1]):
+            if fg[r, c, 0] != 0 or fg[r, c, 1] != 0 or fg[r, c, 2] != 0:
+                bg[r, c, 0] = fg[r, c, 0]
+                bg[r, c, 1] = fg[r, c, 1]
+                bg[r, c, 2] = fg[r, c, 2]
+
+
+@njit(cache=True)
+def patch_mask(state):
+    """A non-empty 3x3 mask in 1..511 from one draw; returns (state, mask)."""
+    state, bits = next_u64(state)
+    return state, 1 + below_low32(bits, 511)
