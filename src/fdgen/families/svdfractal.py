@@ -212,17 +212,19 @@ class Renderer:
         self.gray = settings.draw == "gray"
         self.background = settings.draw == "color_background"
         self.xs, self.ys = np.empty(settings.points), np.empty(settings.points)
-        self.canvases: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.canvases: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         levels = max(1, math.ceil(math.log2(settings.size)))
         self.levels = levels
         self.grid = np.empty((2**levels + 1, 2**levels + 1))
 
-    def _canvas(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+    def _canvas(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(counts, image, hits scratch of ``ks.density_into``) for ``size``."""
         if size not in self.canvases:
             channels = 1 if self.gray else 3
             self.canvases[size] = (
                 np.zeros((size, size), np.int32),
                 np.zeros((size, size, channels), np.uint8),
+                np.zeros((size + 2, size + 2), np.int32),
             )
         return self.canvases[size]
 
@@ -242,9 +244,9 @@ class Renderer:
         if window:
             centre = centre + 2 * half * draws.shift
             half = half * draws.scale
-        counts, image = self._canvas(size)
-        counts[:] = 0
-        top = ks.density(self.xs, self.ys, *(centre - half), *(centre + half), draws.mask, counts)
+        counts, image, hits = self._canvas(size)
+        lo, hi = centre - half, centre + half
+        top = ks.density_into(self.xs, self.ys, *lo, *hi, draws.mask, counts, hits)
         if self.gray:
             ks.binarize(counts, GRAY_VALUE, image[:, :, 0])
         else:

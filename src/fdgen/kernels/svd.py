@@ -55,38 +55,51 @@ def extent(xs, ys):
 
 @njit(cache=True, error_model="numpy")
 def density(xs, ys, x0, y0, x1, y1, mask, counts):
-    """Add one to every cell of the 3x3 ``mask`` (bit 8 top-left .. bit 0 bottom-right)
-    centred on each point's pixel in the window [x0, x1] x [y0, y1] of ``counts`` (rows = y);
-    cells outside the image are dropped. Returns the largest count."""
+    """Set ``counts`` (rows = y) to the number of points whose 3x3 ``mask`` (bit 8 top-left ..
+    bit 0 bottom-right), centred on the point's pixel in the window [x0, x1] x [y0, y1],
+    covers each cell; cells outside the image are dropped. Returns the largest count."""
+    hits = np.empty((counts.shape[0] + 2, counts.shape[1] + 2), np.int32)
+    return density_into(xs, ys, x0, y0, x1, y1, mask, counts, hits)
+
+
+@njit(cache=True, error_model="numpy")
+def density_into(xs, ys, x0, y0, x1, y1, mask, counts, hits):
+    """``density`` with caller-owned scratch ``hits``: int32 of shape (h + 2, w + 2).
+
+    The points are counted per pixel there (with a one-pixel border for patches that reach
+    into the image from outside), then ``counts`` is that histogram convolved with the mask,
+    in integers: the same sums as adding the patch per point, at one add per point and one
+    per mask cell and pixel."""
     h = counts.shape[0]
     w = counts.shape[1]
     xspan = x1 - x0 if x1 > x0 else 1.0
     yspan = y1 - y0 if y1 > y0 else 1.0
     xscale = (w - 1) / xspan
     yscale = (h - 1) / yspan
-    cells = np.empty((9, 2), np.int64)
+    hits[:] = 0
+    for i in range(xs.shape[0]):
+        fc = np.floor((xs[i] - x0) * xscale)
+        fr = np.floor((ys[i] - y0) * yscale)
+        # -1 <= r <= h and -1 <= c <= w (false for NaN): the patch can touch the image
+        if -1.0 <= fr <= h and -1.0 <= fc <= w:
+            hits[np.int64(fr) + 1, np.int64(fc) + 1] += 1
+    # cell (dr, dc) of the patch of the point at hits[r + 1, c + 1] lands on counts[r + dr,
+    # c + dc], so counts[r, c] sums hits[r + 1 - dr, c + 1 - dc] over the mask's cells.
+    offsets = np.empty((9, 2), np.int64)
     n_cells = 0
     for cell in range(9):
         if (mask >> (8 - cell)) & 1:
-            cells[n_cells, 0] = cell // 3 - 1
-            cells[n_cells, 1] = cell % 3 - 1
+            offsets[n_cells, 0] = 1 - (cell // 3 - 1)
+            offsets[n_cells, 1] = 1 - (cell % 3 - 1)
             n_cells += 1
-    for i in range(xs.shape[0]):
-        c = np.int64(np.floor((xs[i] - x0) * xscale))
-        r = np.int64(np.floor((ys[i] - y0) * yscale))
-        if 1 <= r < h - 1 and 1 <= c < w - 1:  # the whole patch inside: no checks
-            for k in range(n_cells):
-                counts[r + cells[k, 0], c + cells[k, 1]] += 1
-        elif -1 <= r <= h and -1 <= c <= w:
-            for k in range(n_cells):
-                rr = r + cells[k, 0]
-                cc = c + cells[k, 1]
-                if 0 <= rr < h and 0 <= cc < w:
-                    counts[rr, cc] += 1
     top = 0
     for r in range(h):
         for c in range(w):
-            top = max(top, counts[r, c])
+            total = 0
+            for k in range(n_cells):
+                total += hits[r + offsets[k, 0], c + offsets[k, 1]]
+            counts[r, c] = total
+            top = max(top, total)
     return top
 
 
