@@ -237,8 +237,7 @@ class Renderer:
         weights = dets if dets.sum() > 0 else np.ones(len(maps))
         cum = np.cumsum(weights / weights.sum())
         x0, y0 = fixed_point(maps)
-        ks.orbit(maps, cum, x0, y0, draws.orbit_state, self.xs, self.ys)
-        lo_x, lo_y, hi_x, hi_y = ks.extent(self.xs, self.ys)
+        _, lo_x, lo_y, hi_x, hi_y = ks.orbit(maps, cum, x0, y0, draws.orbit_state, self.xs, self.ys)
         centre = np.array([lo_x + hi_x, lo_y + hi_y]) / 2
         half = np.array([hi_x - lo_x, hi_y - lo_y]) / 2
         if window:

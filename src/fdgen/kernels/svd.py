@@ -1,5 +1,5 @@
-"""Numba kernels of the SVD fractals (Anderson & Farrell, WACV 2022): orbit, point density in
-a view window, HSV colouring and diamond-square noise.
+"""Numba kernels of the SVD fractals (Anderson & Farrell, WACV 2022): orbit and its extent,
+point density in a view window, HSV colouring and diamond-square noise.
 
 Every kernel draws from a SplitMix64 stream passed in and returns the advanced state, so a
 sample's pixels depend only on the state it was given (see ``fdgen.kernels.rng``).
@@ -17,11 +17,13 @@ from fdgen.kernels.rng import below_low32, next_u64, unit53, unit_high32
 def orbit(maps, cum, x0, y0, state, xs, ys):
     """Fill xs, ys with the orbit from (x0, y0): point i is the start moved by i maps, each
     chosen by the high 32 bits of one draw against ``cum`` (the last map takes any remainder).
-    Returns the new state."""
+    Returns (new state, xmin, ymin, xmax, ymax of the points); the bounds are kept on the way,
+    off the orbit's dependency chain, instead of in a second pass."""
     n_maps = maps.shape[0]
     last = n_maps - 1
     x = x0
     y = y0
+    xlo = xhi = ylo = yhi = 0.0
     for i in range(xs.shape[0]):
         state, bits = next_u64(state)
         u = unit_high32(bits)
@@ -33,24 +35,15 @@ def orbit(maps, cum, x0, y0, state, xs, ys):
         x = nx
         xs[i] = x
         ys[i] = y
-    return state
-
-
-@njit(cache=True, error_model="numpy")
-def extent(xs, ys):
-    """(xmin, ymin, xmax, ymax) of the points."""
-    xlo = xs[0]
-    xhi = xs[0]
-    ylo = ys[0]
-    yhi = ys[0]
-    for i in range(1, xs.shape[0]):
-        x = xs[i]
-        y = ys[i]
-        xlo = min(xlo, x)
-        xhi = max(xhi, x)
-        ylo = min(ylo, y)
-        yhi = max(yhi, y)
-    return xlo, ylo, xhi, yhi
+        if i == 0:
+            xlo = xhi = x
+            ylo = yhi = y
+        else:
+            xlo = min(xlo, x)
+            xhi = max(xhi, x)
+            ylo = min(ylo, y)
+            yhi = max(yhi, y)
+    return state, xlo, ylo, xhi, yhi
 
 
 @njit(cache=True, error_model="numpy")
