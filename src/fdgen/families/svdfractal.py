@@ -294,12 +294,14 @@ class Renderer:
         rng = np.random.default_rng([s.seed, category, instance])
         draws = Draws.draw(rng, params)
         noise = self.noise_draws(rng)  # drawn in every mode: modes share their geometry
-        image = self.flipped(self.fractal(params, draws, s.size, window=True), draws)
+        image = self.fractal(params, draws, s.size, window=True)
+        fg = np.empty_like(image)  # the same pixels as self.flipped(image, draws), owned
+        ks.orient(image, draws.transpose, draws.flip_v, draws.flip_h, fg)
         if self.background:
             out = self.noise_background(noise, s.size)
-            ks.composite(np.ascontiguousarray(image), out)
+            ks.composite(fg, out)
         else:
-            out = np.ascontiguousarray(image[:, :, 0] if self.gray else image)
+            out = fg[:, :, 0] if self.gray else fg
         blurred = self.blur(rng, out)
         return out, {"blurred": blurred}
 

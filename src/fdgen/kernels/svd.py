@@ -212,6 +212,20 @@ def colorize_noise(grid, hue, sat, val, image):
 
 
 @njit(cache=True, error_model="numpy")
+def orient(image, transpose, flip_v, flip_h, out):
+    """Write square ``image`` (n x n x channels) into ``out`` transposed, then flipped
+    top-bottom, then left-right where asked: one pass instead of copying a strided view."""
+    last = image.shape[0] - 1
+    for r in range(out.shape[0]):
+        rr = last - r if flip_v else r
+        for c in range(out.shape[1]):
+            cc = last - c if flip_h else c
+            src_r, src_c = (cc, rr) if transpose else (rr, cc)
+            for k in range(out.shape[2]):
+                out[r, c, k] = image[src_r, src_c, k]
+
+
+@njit(cache=True, error_model="numpy")
 def composite(fg, bg):
     """Copy the pixels of RGB ``fg`` that are not black onto ``bg`` (same shape), in place."""
     for r in range(fg.shape[0]):
