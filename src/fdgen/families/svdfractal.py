@@ -212,17 +212,19 @@ class Renderer:
         self.gray = settings.draw == "gray"
         self.background = settings.draw == "color_background"
         self.xs, self.ys = np.empty(settings.points), np.empty(settings.points)
-        self.canvases: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.canvases: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         levels = max(1, math.ceil(math.log2(settings.size)))
         self.levels = levels
         self.grid = np.empty((2**levels + 1, 2**levels + 1))
 
-    def _canvas(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+    def _canvas(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(counts, image, hits scratch of ``ks.density_into``) for ``size``."""
         if size not in self.canvases:
             channels = 1 if self.gray else 3
             self.canvases[size] = (
                 np.zeros((size, size), np.int32),
                 np.zeros((size, size, channels), np.uint8),
+                np.zeros((size + 2, size + 2), np.int32),
             )
         return self.canvases[size]
 
@@ -235,16 +237,15 @@ class Renderer:
         weights = dets if dets.sum() > 0 else np.ones(len(maps))
         cum = np.cumsum(weights / weights.sum())
         x0, y0 = fixed_point(maps)
-        ks.orbit(maps, cum, x0, y0, draws.orbit_state, self.xs, self.ys)
-        lo_x, lo_y, hi_x, hi_y = ks.extent(self.xs, self.ys)
+        _, lo_x, lo_y, hi_x, hi_y = ks.orbit(maps, cum, x0, y0, draws.orbit_state, self.xs, self.ys)
         centre = np.array([lo_x + hi_x, lo_y + hi_y]) / 2
         half = np.array([hi_x - lo_x, hi_y - lo_y]) / 2
         if window:
             centre = centre + 2 * half * draws.shift
             half = half * draws.scale
-        counts, image = self._canvas(size)
-        counts[:] = 0
-        top = ks.density(self.xs, self.ys, *(centre - half), *(centre + half), draws.mask, counts)
+        counts, image, hits = self._canvas(size)
+        lo, hi = centre - half, centre + half
+        top = ks.density_into(self.xs, self.ys, *lo, *hi, draws.mask, counts, hits)
         if self.gray:
             ks.binarize(counts, GRAY_VALUE, image[:, :, 0])
         else:
@@ -293,12 +294,14 @@ class Renderer:
         rng = np.random.default_rng([s.seed, category, instance])
         draws = Draws.draw(rng, params)
         noise = self.noise_draws(rng)  # drawn in every mode: modes share their geometry
-        image = self.flipped(self.fractal(params, draws, s.size, window=True), draws)
+        image = self.fractal(params, draws, s.size, window=True)
+        fg = np.empty_like(image)  # the same pixels as self.flipped(image, draws), owned
+        ks.orient(image, draws.transpose, draws.flip_v, draws.flip_h, fg)
         if self.background:
             out = self.noise_background(noise, s.size)
-            ks.composite(np.ascontiguousarray(image), out)
+            ks.composite(fg, out)
         else:
-            out = np.ascontiguousarray(image[:, :, 0] if self.gray else image)
+            out = fg[:, :, 0] if self.gray else fg
         blurred = self.blur(rng, out)
         return out, {"blurred": blurred}
 

@@ -1,5 +1,5 @@
-"""Numba kernels of the SVD fractals (Anderson & Farrell, WACV 2022): orbit, point density in
-a view window, HSV colouring and diamond-square noise.
+"""Numba kernels of the SVD fractals (Anderson & Farrell, WACV 2022): orbit and its extent,
+point density in a view window, HSV colouring and diamond-square noise.
 
 Every kernel draws from a SplitMix64 stream passed in and returns the advanced state, so a
 sample's pixels depend only on the state it was given (see ``fdgen.kernels.rng``).
@@ -17,11 +17,13 @@ from fdgen.kernels.rng import below_low32, next_u64, unit53, unit_high32
 def orbit(maps, cum, x0, y0, state, xs, ys):
     """Fill xs, ys with the orbit from (x0, y0): point i is the start moved by i maps, each
     chosen by the high 32 bits of one draw against ``cum`` (the last map takes any remainder).
-    Returns the new state."""
+    Returns (new state, xmin, ymin, xmax, ymax of the points); the bounds are kept on the way,
+    off the orbit's dependency chain, instead of in a second pass."""
     n_maps = maps.shape[0]
     last = n_maps - 1
     x = x0
     y = y0
+    xlo = xhi = ylo = yhi = 0.0
     for i in range(xs.shape[0]):
         state, bits = next_u64(state)
         u = unit_high32(bits)
@@ -33,60 +35,61 @@ def orbit(maps, cum, x0, y0, state, xs, ys):
         x = nx
         xs[i] = x
         ys[i] = y
-    return state
-
-
-@njit(cache=True, error_model="numpy")
-def extent(xs, ys):
-    """(xmin, ymin, xmax, ymax) of the points."""
-    xlo = xs[0]
-    xhi = xs[0]
-    ylo = ys[0]
-    yhi = ys[0]
-    for i in range(1, xs.shape[0]):
-        x = xs[i]
-        y = ys[i]
-        xlo = min(xlo, x)
-        xhi = max(xhi, x)
-        ylo = min(ylo, y)
-        yhi = max(yhi, y)
-    return xlo, ylo, xhi, yhi
+        if i == 0:
+            xlo = xhi = x
+            ylo = yhi = y
+        else:
+            xlo = min(xlo, x)
+            xhi = max(xhi, x)
+            ylo = min(ylo, y)
+            yhi = max(yhi, y)
+    return state, xlo, ylo, xhi, yhi
 
 
 @njit(cache=True, error_model="numpy")
 def density(xs, ys, x0, y0, x1, y1, mask, counts):
-    """Add one to every cell of the 3x3 ``mask`` (bit 8 top-left .. bit 0 bottom-right)
-    centred on each point's pixel in the window [x0, x1] x [y0, y1] of ``counts`` (rows = y);
-    cells outside the image are dropped. Returns the largest count."""
+    """Set ``counts`` (rows = y) to the number of points whose 3x3 ``mask`` (bit 8 top-left ..
+    bit 0 bottom-right), centred on the point's pixel in the window [x0, x1] x [y0, y1],
+    covers each cell; cells outside the image are dropped. Returns the largest count."""
+    hits = np.empty((counts.shape[0] + 2, counts.shape[1] + 2), np.int32)
+    return density_into(xs, ys, x0, y0, x1, y1, mask, counts, hits)
+
+
+@njit(cache=True, error_model="numpy")
+def density_into(xs, ys, x0, y0, x1, y1, mask, counts, hits):
+    """``density`` with caller-owned scratch ``hits``: int32 of shape (h + 2, w + 2).
+
+    The points are counted per pixel there (with a one-pixel border for patches that reach
+    into the image from outside), then ``counts`` is that histogram convolved with the mask,
+    in integers: the same sums as adding the patch per point, at one add per point and one
+    per mask cell and pixel."""
     h = counts.shape[0]
     w = counts.shape[1]
     xspan = x1 - x0 if x1 > x0 else 1.0
     yspan = y1 - y0 if y1 > y0 else 1.0
     xscale = (w - 1) / xspan
     yscale = (h - 1) / yspan
-    cells = np.empty((9, 2), np.int64)
-    n_cells = 0
-    for cell in range(9):
-        if (mask >> (8 - cell)) & 1:
-            cells[n_cells, 0] = cell // 3 - 1
-            cells[n_cells, 1] = cell % 3 - 1
-            n_cells += 1
+    hits[:] = 0
     for i in range(xs.shape[0]):
-        c = np.int64(np.floor((xs[i] - x0) * xscale))
-        r = np.int64(np.floor((ys[i] - y0) * yscale))
-        if 1 <= r < h - 1 and 1 <= c < w - 1:  # the whole patch inside: no checks
-            for k in range(n_cells):
-                counts[r + cells[k, 0], c + cells[k, 1]] += 1
-        elif -1 <= r <= h and -1 <= c <= w:
-            for k in range(n_cells):
-                rr = r + cells[k, 0]
-                cc = c + cells[k, 1]
-                if 0 <= rr < h and 0 <= cc < w:
-                    counts[rr, cc] += 1
+        fc = np.floor((xs[i] - x0) * xscale)
+        fr = np.floor((ys[i] - y0) * yscale)
+        # -1 <= r <= h and -1 <= c <= w (false for NaN): the patch can touch the image
+        if -1.0 <= fr <= h and -1.0 <= fc <= w:
+            hits[np.int64(fr) + 1, np.int64(fc) + 1] += 1
+    # cell (dr, dc) of the patch of the point at hits[r + 1, c + 1] lands on counts[r + dr,
+    # c + dc], so row r of counts sums the rows r + 1 - dr of hits shifted by 1 - dc over the
+    # mask's cells; row by row on 1D views, so the adds vectorise.
     top = 0
     for r in range(h):
+        out = counts[r]
+        out[:] = 0
+        for cell in range(9):
+            if (mask >> (8 - cell)) & 1:
+                src = hits[r + 2 - cell // 3, 2 - cell % 3 :]
+                for c in range(w):
+                    out[c] += src[c]
         for c in range(w):
-            top = max(top, counts[r, c])
+            top = max(top, out[c])
     return top
 
 
@@ -206,6 +209,20 @@ def colorize_noise(grid, hue, sat, val, image):
             image[r, c, 0] = _byte(red)
             image[r, c, 1] = _byte(green)
             image[r, c, 2] = _byte(blue)
+
+
+@njit(cache=True, error_model="numpy")
+def orient(image, transpose, flip_v, flip_h, out):
+    """Write square ``image`` (n x n x channels) into ``out`` transposed, then flipped
+    top-bottom, then left-right where asked: one pass instead of copying a strided view."""
+    last = image.shape[0] - 1
+    for r in range(out.shape[0]):
+        rr = last - r if flip_v else r
+        for c in range(out.shape[1]):
+            cc = last - c if flip_h else c
+            src_r, src_c = (cc, rr) if transpose else (rr, cc)
+            for k in range(out.shape[2]):
+                out[r, c, k] = image[src_r, src_c, k]
 
 
 @njit(cache=True, error_model="numpy")
