@@ -132,3 +132,27 @@ def test_resuming_a_folder_of_the_old_plan_is_refused_and_force_re_renders(tiny,
     result = cli(*render_args(db, out, "--force"))
     assert result.exit_code == 0, result.output
     assert snapshot(out) == snapshot(ref)
+
+
+def test_status_and_a_partition_task_look_only_at_the_shards_listed(tiny, tmp_path, monkeypatch):
+    """With 6 shard slots (one group of 4 flips each) and one rendered, status and the
+    partition render read one sidecar, not one per slot (the cost of a 42,000-shard array
+    task)."""
+    from fdgen.output import ShardFolder, folder_status
+
+    db, _ = tiny
+    out = tmp_path / "one"
+    small = ["--instances", "8", "--size", "64", "--points", "2000", "--samples-per-shard", "1"]
+    reads: list[int] = []
+    original = ShardFolder.read_sidecar
+    monkeypatch.setattr(
+        ShardFolder, "read_sidecar", lambda self, j: reads.append(j) or original(self, j)
+    )
+    args = render_args(db, out, "--num-shards", "6", "--shard-index", "5", tiny=small)
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    assert reads == []  # nothing listed before, and 1 of 6 after: no sidecar read at all
+    status = folder_status(out)
+    assert status.complete == [5] and status.missing == [0, 1, 2, 3, 4]
+    assert status.samples_done == 4
+    assert reads == [5]

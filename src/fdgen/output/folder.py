@@ -302,6 +302,23 @@ class Manifest:
         write_atomic(path, json.dumps(self.to_dict(), indent=1))
 
 
+@dataclass(frozen=True)
+class Listing:
+    """Shard indices by the files of theirs a folder listing shows."""
+
+    tars: set[int]
+    sidecars: set[int]
+    partials: set[int]
+
+    def whole(self) -> set[int]:
+        """Shards with both a tar and a sidecar: complete if the sidecar checks out."""
+        return self.tars & self.sidecars
+
+    def touched(self) -> set[int]:
+        """Shards with any file at all."""
+        return self.tars | self.sidecars | self.partials
+
+
 # --- locking -------------------------------------------------------------------------------
 
 
@@ -431,6 +448,23 @@ class ShardFolder:
         }
         write_atomic(self.info_path, json.dumps(info, indent=1))
         write_atomic(self.sizes_path, json.dumps(dict(zip(names, lengths, strict=True)), indent=1))
+
+    def listing(self) -> Listing:
+        """Which shards have a tar, a sidecar or a partial file, from one directory listing
+        (no file opened or stat'ed: a folder of 420,000 shard slots is listed in one pass)."""
+        found = Listing(set(), set(), set())
+        try:
+            with os.scandir(self.path) as entries:
+                names = [e.name for e in entries if e.name.startswith("shard-")]
+        except (FileNotFoundError, NotADirectoryError):
+            return found
+        for name in names:
+            if _SHARD_FILE.fullmatch(name):
+                kind = found.tars if name.endswith(".tar") else found.sidecars
+                kind.add(int(name[len("shard-") :].partition(".")[0]))
+            elif (index := partial_shard_index(Path(name))) is not None:
+                found.partials.add(index)
+        return found
 
     # temporary files
 
