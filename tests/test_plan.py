@@ -156,3 +156,41 @@ def test_status_and_a_partition_task_look_only_at_the_shards_listed(tiny, tmp_pa
     assert status.complete == [5] and status.missing == [0, 1, 2, 3, 4]
     assert status.samples_done == 4
     assert reads == [5]
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tiny, tmp_path):
+    db, _ = tiny
+    out = tmp_path / "never"
+    before = {p: p.read_bytes() for p in sorted(db.rglob("*")) if p.is_file()}
+    small = ["--instances", "8", "--size", "64", "--points", "2000", "--samples-per-shard", "4"]
+    result = cli(*render_args(db, out, "--dry-run", "--num-shards", "4", tiny=small))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "plan: 24 samples of 3 categories in 6 shards of up to 4 samples"
+    assert lines[1].startswith("calibration: ") and " samples rendered in " in lines[1]
+    assert lines[2].startswith("estimate: ") and " core-hours (" in lines[2]
+    assert lines[3].startswith("array: --num-shards 4: 4 tasks of up to 2 shards, about ")
+    assert lines[-1] == "dry run: nothing written"
+    assert not out.exists()
+    assert {p: p.read_bytes() for p in sorted(db.rglob("*")) if p.is_file()} == before
+
+
+def test_dry_run_size_estimate_is_the_size_of_the_render(tiny, tmp_path):
+    """The calibration covers every group of the tiny dataset, so its size estimate is the
+    shards' member bytes (header block plus padded data per member, read back by tarfile)."""
+    import tarfile
+
+    from fdgen.api import estimate
+
+    db, _ = tiny
+    est = estimate(db, samples_per_shard=4, instances=8, size=64, points=2000)
+    out = tmp_path / "real"
+    args = ["--instances", "8", "--size", "64", "--points", "2000", "--samples-per-shard", "4"]
+    assert cli(*render_args(db, out, tiny=args)).exit_code == 0
+    tars = sorted(out.glob("shard-*.tar"))
+    assert est.num_shards == len(tars) == 6 and est.num_samples == 24
+    members = 0
+    for path in tars:
+        with tarfile.open(path) as tar:
+            members += sum(512 + -(-m.size // 512) * 512 for m in tar.getmembers())
+    assert est.total_bytes == pytest.approx(members, rel=1e-12)
