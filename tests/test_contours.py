@@ -176,6 +176,25 @@ def test_category_files_round_trip(tmp_path, type_):
     assert family.read_category(path) == params
 
 
+TOKENS = ["67", "-0", "0", "017", "0x1A", "1_000", "1:30", "0.5", "-2.25", "1.0", "00.5", ".5"]
+TOKENS += ["1e-05", "1.5e-05", "1.5e5", "1.5E+07", "3e5", ".inf", "nan", "true", "~", "'7'"]
+
+
+@pytest.mark.parametrize("token", TOKENS)
+def test_plain_category_lines_read_as_yaml_reads_them(token):
+    """The fast reader of ``name: number`` lines gives YAML's value and type, or declines
+    (then the file is read as YAML); PyYAML's pure-Python loader is the reference."""
+    import yaml
+
+    text = f"# fdgen rcdb category\nradius: {token}  # start radius\n\nvertices: 12\n"
+    fast = contour_base.plain_lines(text)
+    expected = yaml.load(text, Loader=yaml.SafeLoader)
+    if fast is not None:
+        assert fast == expected and type(fast["radius"]) is type(expected["radius"])
+    declined = {"017", "0x1A", "1_000", "1:30", "00.5", ".5", ".inf", "nan", "true", "~", "'7'"}
+    assert (fast is None) == (token in declined)
+
+
 def test_category_file_errors_name_file_and_field(tmp_path):
     good = get_family("rcdb").format_category(rcdb.sample_category(0, 0))
     path = tmp_path / "00000.yaml"

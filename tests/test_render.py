@@ -87,7 +87,10 @@ def test_shards_mix_categories(tmp_path):
     assert cli(*render_args(db, tmp_path / "out", tiny=tiny)).exit_code == 0
     for samples in _members(tmp_path / "out").values():
         categories = {int(dict(f)["cls"]) for f in samples.values()}
-        assert len(categories) >= 4, categories  # 10 groups of 4 drawn from 6 categories
+        # 10 groups of 4 drawn from 6 categories of 10 groups: an unshuffled plan puts one
+        # category in each shard; a uniform shuffle puts 3 or fewer in one of the 6 shards
+        # 5% of the time, 2 or fewer almost never
+        assert len(categories) >= 3, categories
 
 
 def test_images_match_an_independent_slow_rendering(rendered):

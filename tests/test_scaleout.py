@@ -296,7 +296,7 @@ def _per_image_folder(folder: Path, bad_image_field: bool = False) -> Path:
         "categories": 5,
         "num_shards": plan.num_shards,
         "num_samples": plan.num_samples,
-        "plan": {f: getattr(plan, f) for f in plan.__dataclass_fields__},
+        "plan": {"version": 2, **{f: getattr(plan, f) for f in plan.__dataclass_fields__}},
         "sample_unit": "image",
         "status": "rendering",
     }

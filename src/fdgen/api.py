@@ -282,6 +282,35 @@ def render(
     return RenderResult(out, manifest, left)
 
 
+def estimate(
+    db: Database | str | Path,
+    *,
+    preset: str | None = None,
+    format: str = "png",
+    samples_per_shard: int = 5000,
+    **options,
+):
+    """The plan of ``render`` with these arguments and its cost from a short calibration
+    render in this process (``fdgen.estimate.Estimate``); writes nothing. ``db`` must be a
+    database already searched (a preset name is its folder here, never searched)."""
+    from fdgen.database import Database, load_database
+    from fdgen.encode import FORMATS
+    from fdgen.estimate import estimate_render
+
+    if format not in FORMATS:
+        raise FdgenError(f"--format: {format!r}: choose from {', '.join(FORMATS)}")
+    _check_whole(samples_per_shard, "--samples-per-shard")
+    if not isinstance(db, Database):
+        if str(db) in all_presets() and not Path(db).exists():
+            raise FdgenError(
+                f"--db: {db} is a preset with no database folder here; a dry run searches "
+                f"nothing: run `fdgen search --preset {db} --out {db}` first"
+            )
+        db = load_database(db)
+    settings = render_settings(db, preset, **options)
+    return estimate_render(db, settings, format, samples_per_shard)
+
+
 @dataclass(frozen=True)
 class VerifyReport:
     """The outcome of a verify: per-shard checks (``fdgen.output.ShardCheck``), problems of

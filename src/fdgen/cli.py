@@ -253,6 +253,11 @@ def _note_left(out: Path, names: list[str]) -> None:
     help="Partitions of a batch-scheduler array, e.g. SLURM_ARRAY_TASK_COUNT [1].",
 )
 @click.option("--rehash", is_flag=True, help="Re-hash finished shards; redo damaged ones.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan, disk size and core-hours (from a short calibration); write nothing.",
+)
 @click.pass_context
 def render(ctx, db_arg, shards, preset, fmt, samples_per_shard, workers, force, **kw):
     """Render every instance of every category into WebDataset shards.
@@ -262,6 +267,14 @@ def render(ctx, db_arg, shards, preset, fmt, samples_per_shard, workers, force, 
     from fdgen import api
     from fdgen.searching import default_workers
 
+    if kw["dry_run"]:
+        given = _given(ctx)
+        est = api.estimate(
+            db_arg, preset=preset, format=fmt, samples_per_shard=samples_per_shard, **given
+        )
+        for line in est.lines(kw["num_shards"]):
+            click.echo(line)
+        return
     workers = workers or default_workers()
     with_notes = dict(workers=workers, num_shards=kw["num_shards"], notice=click.echo)
     db = api.resolve_database(db_arg, **with_notes)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
@@ -115,6 +116,17 @@ def render_settings(db: Database, **overrides):
     return family.RenderSettings(**{**values, **overrides})
 
 
+def category_files(folder: Path, suffix: str) -> list[Path]:
+    """The category files of a search's ``categories/`` folder, by name (one listing; files
+    of other names are not fdgen's)."""
+    try:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries if e.name.endswith(suffix)]
+    except FileNotFoundError:
+        return []
+    return [folder / name for name in sorted(names) if is_category_name(name)]
+
+
 def original_csv_files(folder: Path) -> list[Path]:
     """Category CSVs of a folder: flat, or in the original csv0..csvK sub-folders, by name."""
     flat = sorted(p for p in folder.glob("*.csv") if p.is_file())
@@ -170,11 +182,7 @@ def load_database(path: str | Path) -> Database:
         family = get_family(DEFAULT_TYPE)
     else:
         family = get_family(meta["type"], where=f"{folder / META_FILE}: type")
-        files = sorted(
-            p
-            for p in (folder / CATEGORY_DIR).glob("*" + family.category_suffix)
-            if is_category_name(p.name)  # files of other names are not fdgen's
-        )
+        files = category_files(folder / CATEGORY_DIR, family.category_suffix)
         if len(files) != meta["categories"]:
             raise FdgenError(
                 f"{folder}: {META_FILE} lists {meta['categories']} categories but "

@@ -267,8 +267,9 @@ def _render_locked(
     folder.remove_partials(mine)
     if partition is None:
         folder.remove_stale_temporaries()
-    own = [j for j in range(plan.num_shards) if mine(j)]
-    done = {j: folder.read_sidecar(j) for j in own}
+    own = range(index, plan.num_shards, count)
+    listed = folder.listing().whole()  # sidecars are read only where the listing has them
+    done = {j: folder.read_sidecar(j) if j in listed else None for j in own}
     if rehash:
         for j in _rehash(folder, done, [j for j in own if done[j] is not None], workers):
             folder.sidecar(j).unlink(missing_ok=True)
@@ -300,8 +301,12 @@ def _render_locked(
             update(record.samples, f"{rate:,.0f} img/s")
     elapsed = time.perf_counter() - started
     folder.remove_partials(mine)  # left by Dask workers lost mid-shard
-    records = {j: folder.read_sidecar(j) for j in range(plan.num_shards)}
-    complete = sum(r is not None for r in records.values())
+    listed = folder.listing().whole()
+    if len(listed) < plan.num_shards:  # another partition is at work: count, read nothing
+        records, complete = {}, len(listed)
+    else:
+        records = {j: folder.read_sidecar(j) for j in range(plan.num_shards)}
+        complete = sum(r is not None for r in records.values())
     manifest.rendered_now = rendered
     manifest.elapsed_s = round(elapsed, 3)
     manifest.images_per_s = round(rendered / elapsed, 1) if rendered else None

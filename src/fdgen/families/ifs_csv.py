@@ -6,6 +6,7 @@ The original FractalDB format (``%.18e``, comma-separated, no header), shared by
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ def read_rows(path: Path, names: str) -> np.ndarray:
             values = [float(v) for v in fields]
         except ValueError:
             raise FdgenError(f"{path}, line {line_no}: not a number in {line.strip()!r}") from None
-        if not np.all(np.isfinite(values)):
+        if not all(map(math.isfinite, values)):
             raise FdgenError(f"{path}, line {line_no}: values must be finite")
         if values[-1] < 0:
             raise FdgenError(f"{path}, line {line_no}: probability p must be >= 0")
@@ -52,7 +53,7 @@ def read_rows(path: Path, names: str) -> np.ndarray:
     if not rows:
         raise FdgenError(f"{path}: no maps (the file is empty)")
     params = np.array(rows, dtype=np.float64)
-    if not params[:, -1].sum() > 0:
+    if not sum(row[-1] for row in rows) > 0:
         raise FdgenError(f"{path}: the probabilities p sum to 0")
     return params
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from fdgen import readback
 from fdgen.atomic import atomic_target, write_atomic
 from fdgen.errors import FdgenError
-from fdgen.output.plan import ShardPlan
+from fdgen.output.plan import PLAN_VERSION, ShardPlan
 
 FORMAT_VERSION = 1  # of manifest.json and the sidecars; files without the field are version 1
 INFO_FILE = "_info.json"
@@ -35,7 +35,7 @@ PARTIAL_SUFFIX = ".partial"
 LOCK_FILE = ".lock"
 HASH_CHUNK = 1 << 20
 MAX_SHARDS = 10**6  # shard names have six digits
-MAX_SAMPLES = 10**9  # bounds the shard plan's permutation that status and verify build
+MAX_SAMPLES = 10**9  # bounds the samples one plan may describe
 _PLAN_FIELDS = {"categories": 1, "instances": 1, "group_size": 1, "samples_per_shard": 1}
 _SHARD_FILE = re.compile(r"shard-\d{6,}\.(tar|json)")  # a shard or its sidecar
 _INDEX_FILES = (MANIFEST_FILE, INFO_FILE, SIZES_FILE)
@@ -172,6 +172,22 @@ class Sidecar:
 # --- the manifest ------------------------------------------------------------------------
 
 
+class StalePlan(readback.BadContent):
+    """A manifest whose shard plan orders samples as an older fdgen did."""
+
+
+def _check_plan_version(manifest: dict, plan: dict) -> None:
+    version = plan.get("version", 1)
+    if version == PLAN_VERSION:
+        return
+    writer = manifest.get("fdgen_version")
+    raise StalePlan(
+        f"shard plan version {version!r}, written by fdgen {writer or '(unknown)'}; this fdgen "
+        f"orders samples by plan version {PLAN_VERSION}, so these shards cannot be resumed, "
+        "checked or indexed by it: re-render into a new folder (or this one with --force)"
+    )
+
+
 def check_manifest(manifest) -> dict:
     """``manifest`` if it holds every field status, info, verify and render use, with types
     and ranges, and its shard counts agree with its plan; ``BadContent`` otherwise."""
@@ -191,9 +207,12 @@ def check_manifest(manifest) -> dict:
     readback.text(manifest, "sample_unit", ("category", "image"), optional=True)
     plan = readback.sub_mapping(manifest, "plan", optional=True)
     if plan is not None:
+        _check_plan_version(manifest, plan)
+        plan = {k: v for k, v in plan.items() if k != "version"}
         if set(plan) != {*_PLAN_FIELDS, "seed"}:
             raise readback.BadContent(
-                f"field plan must hold {', '.join([*_PLAN_FIELDS, 'seed'])}, found {sorted(plan)}"
+                f"field plan must hold version, {', '.join([*_PLAN_FIELDS, 'seed'])}, found "
+                f"{sorted(plan)}"
             )
         try:
             for name, low in _PLAN_FIELDS.items():
@@ -256,7 +275,8 @@ class Manifest:
         values = {k: v for k, v in record.items() if k in known}
         values["version"] = record.get("version", 1)
         plan = record.get("plan")
-        values["plan"] = ShardPlan(**plan) if plan is not None else None
+        fields = {k: v for k, v in (plan or {}).items() if k != "version"}
+        values["plan"] = ShardPlan(**fields) if plan is not None else None
         return cls(**values)
 
     @classmethod
@@ -272,12 +292,31 @@ class Manifest:
         for name in _MANIFEST_ORDER:
             value = values[name]
             if value is not None:
-                record[name] = dataclasses.asdict(value) if name == "plan" else value
+                if name == "plan":
+                    value = {"version": PLAN_VERSION, **dataclasses.asdict(value)}
+                record[name] = value
         return record
 
     def save(self, path: Path) -> None:
         """Write the manifest atomically."""
         write_atomic(path, json.dumps(self.to_dict(), indent=1))
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Shard indices by the files of theirs a folder listing shows."""
+
+    tars: set[int]
+    sidecars: set[int]
+    partials: set[int]
+
+    def whole(self) -> set[int]:
+        """Shards with both a tar and a sidecar: complete if the sidecar checks out."""
+        return self.tars & self.sidecars
+
+    def touched(self) -> set[int]:
+        """Shards with any file at all."""
+        return self.tars | self.sidecars | self.partials
 
 
 # --- locking -------------------------------------------------------------------------------
@@ -368,6 +407,8 @@ class ShardFolder:
             ) from None
         except OSError as exc:
             raise FdgenError(f"{path}: unreadable manifest ({exc.strerror or exc})") from None
+        except StalePlan as exc:
+            raise FdgenError(f"{path}: {exc}") from None
         except readback.BadContent as exc:
             raise FdgenError(f"{path}: damaged manifest ({exc})") from None
 
@@ -407,6 +448,23 @@ class ShardFolder:
         }
         write_atomic(self.info_path, json.dumps(info, indent=1))
         write_atomic(self.sizes_path, json.dumps(dict(zip(names, lengths, strict=True)), indent=1))
+
+    def listing(self) -> Listing:
+        """Which shards have a tar, a sidecar or a partial file, from one directory listing
+        (no file opened or stat'ed: a folder of 420,000 shard slots is listed in one pass)."""
+        found = Listing(set(), set(), set())
+        try:
+            with os.scandir(self.path) as entries:
+                names = [e.name for e in entries if e.name.startswith("shard-")]
+        except (FileNotFoundError, NotADirectoryError):
+            return found
+        for name in names:
+            if _SHARD_FILE.fullmatch(name):
+                kind = found.tars if name.endswith(".tar") else found.sidecars
+                kind.add(int(name[len("shard-") :].partition(".")[0]))
+            elif (index := partial_shard_index(Path(name))) is not None:
+                found.partials.add(index)
+        return found
 
     # temporary files
 
@@ -492,6 +550,10 @@ class ShardFolder:
                 return False, False
             try:
                 check_manifest(held)
+            except StalePlan as exc:
+                if force:
+                    return False, False
+                raise FdgenError(f"{manifest_path}: {exc}") from None
             except readback.BadContent:
                 return True, False
             return True, True

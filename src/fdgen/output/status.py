@@ -40,18 +40,20 @@ def folder_status(path: Path) -> FolderStatus:
     folder = ShardFolder(path)
     manifest = folder.read_manifest()
     lengths = manifest.plan.shard_lengths() if manifest.plan else None
-    partial = folder.partial_indices()
+    listing = folder.listing()  # only shards with files are looked at further
+    whole, touched = listing.whole(), listing.touched()
     states: dict[str, list[int]] = {"complete": [], "incomplete": [], "missing": []}
     samples_done = 0
     for j in range(manifest.num_shards):
-        record = folder.read_sidecar(j)
+        if j not in touched:
+            states["missing"].append(j)
+            continue
+        record = folder.read_sidecar(j) if j in whole else None
         if record is not None:
             states["complete"].append(j)
             samples_done += record.samples
-        elif j in partial or folder.shard(j).exists() or folder.sidecar(j).exists():
-            states["incomplete"].append(j)
         else:
-            states["missing"].append(j)
+            states["incomplete"].append(j)
     return FolderStatus(
         folder.path,
         manifest.num_shards,

@@ -8,7 +8,6 @@ are rendered again and compared byte for byte (``fdgen.output.rerender``).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import tarfile
@@ -316,15 +315,10 @@ def _check_indexes(folder: ShardFolder, manifest: Manifest) -> list[str]:
     return problems
 
 
-@lru_cache(maxsize=4)
-def _plan_of(fields: tuple) -> ShardPlan:
-    return ShardPlan(*fields)
-
-
 def _verify_task(folder: str, manifest: Manifest, decode: bool, rerender, index: int):
-    """``verify_shard`` in a worker process (the plan, with its permutation, built once per
-    process); ``rerender`` is None or (``fdgen.output.rerender.Source``, count)."""
-    plan = _plan_of(dataclasses.astuple(manifest.plan)) if manifest.plan else None
+    """``verify_shard`` in a worker process; ``rerender`` is None or
+    (``fdgen.output.rerender.Source``, count)."""
+    plan = manifest.plan
     fresh = None
     if rerender is not None:
         from fdgen.output.rerender import shard_rerender
