@@ -175,6 +175,16 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tiny, tmp_path):
     assert {p: p.read_bytes() for p in sorted(db.rglob("*")) if p.is_file()} == before
 
 
+def test_dry_run_says_when_an_array_has_more_partitions_than_shards(tiny, tmp_path):
+    db, _ = tiny
+    small = ["--instances", "8", "--size", "64", "--points", "2000", "--samples-per-shard", "4"]
+    result = cli(*render_args(db, tmp_path / "never", "--dry-run", "--num-shards", "9", tiny=small))
+    assert result.exit_code == 0, result.output
+    array = next(line for line in result.output.splitlines() if line.startswith("array: "))
+    assert array.startswith("array: --num-shards 9: 6 tasks of up to 1 shards, about ")
+    assert array.endswith("; partitions 6 to 8 have no shard to render (the plan has 6)")
+
+
 def test_dry_run_size_estimate_is_the_size_of_the_render(tiny, tmp_path):
     """The calibration covers every group of the tiny dataset, so its size estimate is the
     shards' member bytes (header block plus padded data per member, read back by tarfile)."""

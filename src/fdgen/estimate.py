@@ -60,10 +60,16 @@ class Estimate:
         if num_shards > 1:
             tasks = min(num_shards, self.num_shards)
             per_task = -(-self.num_shards // num_shards)
-            out.append(
+            line = (
                 f"array: --num-shards {num_shards}: {tasks:,} tasks of up to {per_task:,} "
                 f"shards, about {per_task * per_shard_s:,.0f} core-seconds each plus start-up"
             )
+            if num_shards > self.num_shards:
+                line += (
+                    f"; partitions {self.num_shards} to {num_shards - 1} have no shard to "
+                    f"render (the plan has {self.num_shards:,})"
+                )
+            out.append(line)
         out.append("dry run: nothing written")
         return out
 
