@@ -132,11 +132,11 @@ def test_interrupted_search_resumes_to_the_same_result(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(settings, spec)
 
-    monkeypatch.setattr(fractal2d, "evaluate_candidates", flaky)
+    monkeypatch.setattr(fractal2d.FractalDB, "evaluate_candidates", staticmethod(flaky))
     with pytest.raises(KeyboardInterrupt):
         _search(tmp_path / "part", **kw)
     assert not (tmp_path / "part" / "db.yaml").exists()
-    monkeypatch.setattr(fractal2d, "evaluate_candidates", real)
+    monkeypatch.setattr(fractal2d.FractalDB, "evaluate_candidates", staticmethod(real))
     settings = fractal2d.SearchSettings(**kw)
     run_search(get_family("fractal"), settings, tmp_path / "part", workers=1, resume=True)
     for i in range(5):

@@ -17,7 +17,7 @@ import numpy as np
 from fdgen.encode import two_level_png_rows
 from fdgen.errors import check_option
 from fdgen.families import ifs_csv, register_family
-from fdgen.families.base import Candidate, Family, Group, Member, choice_field, image_member
+from fdgen.families.base import Candidate, Group, Member, choice_field, image_member
 from fdgen.lazy import lazy_module
 
 cv2 = lazy_module("cv2")
@@ -349,32 +349,20 @@ class Renderer:
 
 
 @register_family("fractal")
-class FractalDB(Family):
+class FractalDB(ifs_csv.IFSFamily):
     """FractalDB: a category is an IFS whose orbit fills enough of a raster; a sample is one
     flip of one weight variant, ``group_size`` flips rendered together."""
 
-    category_suffix = CATEGORY_SUFFIX
+    columns = "a,b,c,d,e,f,p"
     SearchSettings = SearchSettings
     RenderSettings = RenderSettings
     score_name = "fill_rates"
 
-    def format_category(self, params: np.ndarray) -> str:
-        return format_category(params)
-
-    def read_category(self, path: Path) -> np.ndarray:
-        return read_category(path)
-
-    def candidate_specs(self, settings: SearchSettings, start: int, rng_state, batch: int):
-        return candidate_specs(settings, start, rng_state, batch)
-
-    def evaluate_candidates(self, settings: SearchSettings, spec) -> list[Candidate]:
-        return evaluate_candidates(settings, spec)
-
-    def group_size(self, settings: RenderSettings) -> int:
-        return group_size(settings)
-
-    def renderer(self, settings: RenderSettings) -> Renderer:
-        return Renderer(settings)
+    # search and render: the module's functions
+    candidate_specs = staticmethod(candidate_specs)
+    evaluate_candidates = staticmethod(evaluate_candidates)
+    group_size = staticmethod(group_size)
+    renderer = staticmethod(Renderer)
 
     def render_group(self, renderer: Renderer, group: Group, fmt: str):
         """The flips of one variant; grey images (0 and GRAY_VALUE only) as 1-bit PNGs."""
@@ -383,6 +371,3 @@ class FractalDB(Family):
         ):
             payload = {fmt: renderer.image_member(image, fields["flip"], fmt)}
             yield self.category_sample(group, instance, payload, fields)
-
-    def describe(self, db) -> list[tuple[str, str]]:
-        return [("maps", ifs_csv.maps_histogram(db.params))]

@@ -26,7 +26,6 @@ from fdgen.errors import check_option
 from fdgen.families import ifs_csv, register_family
 from fdgen.families.base import (
     Candidate,
-    Family,
     Group,
     Member,
     PreviewLayout,
@@ -313,33 +312,21 @@ class Renderer:
 
 
 @register_family("fractal3d")
-class Fractal3D(Family):
+class Fractal3D(ifs_csv.IFSFamily):
     """3D fractals: a category is a 3D IFS whose cloud spreads on every axis; a sample is one
     view of one instance model (an image), or the rotated cloud itself (``npy``)."""
 
-    category_suffix = CATEGORY_SUFFIX
+    columns = "a,b,c,d,e,f,g,h,i,j,k,l,p"
     SearchSettings = SearchSettings
     RenderSettings = RenderSettings
     score_name = "variances"  # a candidate's score: its smallest axis variance (0: not finite)
     preview_layout = PreviewLayout("{shown} categories, {instances} views of each")
 
-    def format_category(self, params: np.ndarray) -> str:
-        return format_category(params)
-
-    def read_category(self, path: Path) -> np.ndarray:
-        return read_category(path)
-
-    def candidate_specs(self, settings: SearchSettings, start: int, rng_state, batch: int):
-        return candidate_specs(settings, start, rng_state, batch)
-
-    def evaluate_candidates(self, settings: SearchSettings, spec) -> list[Candidate]:
-        return evaluate_candidates(settings, spec)
-
-    def group_size(self, settings: RenderSettings) -> int:
-        return group_size(settings)
-
-    def renderer(self, settings: RenderSettings) -> Renderer:
-        return Renderer(settings)
+    # search and render: the module's functions
+    candidate_specs = staticmethod(candidate_specs)
+    evaluate_candidates = staticmethod(evaluate_candidates)
+    group_size = staticmethod(group_size)
+    renderer = staticmethod(Renderer)
 
     def render_group(self, renderer: Renderer, group: Group, fmt: str):
         """The views of one model: images (0 and WHITE only: 1-bit PNGs) or ``npy`` clouds."""
@@ -354,9 +341,6 @@ class Fractal3D(Family):
 
     def members(self, settings: RenderSettings, fmt: str) -> tuple[str, ...]:
         return ("npy" if settings.output == "pointcloud" else fmt, "cls", "json")
-
-    def describe(self, db) -> list[tuple[str, str]]:
-        return [("maps", ifs_csv.maps_histogram(db.params))]
 
     def preview_rows(self, db, settings: RenderSettings, categories: int, instances: int):
         """Each of the first categories (model 0) from ``instances`` views."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fdgen.errors import FdgenError
+from fdgen.families.base import Family
 
 
 def format_rows(params: np.ndarray) -> str:
@@ -64,3 +65,20 @@ def maps_histogram(params: list[np.ndarray]) -> str:
     for p in params:
         counts[len(p)] = counts.get(len(p), 0) + 1
     return ", ".join(f"{k}:{v}" for k, v in sorted(counts.items()))
+
+
+class IFSFamily(Family):
+    """A family whose categories are IFS maps in this format: ``columns`` names a row's
+    fields; category files, reading and the ``info`` maps line are shared."""
+
+    category_suffix = ".csv"
+    columns: str  # e.g. "a,b,c,d,e,f,p"
+
+    def format_category(self, params: np.ndarray) -> str:
+        return format_rows(params)
+
+    def read_category(self, path: Path) -> np.ndarray:
+        return read_rows(path, self.columns)
+
+    def describe(self, db) -> list[tuple[str, str]]:
+        return [("maps", maps_histogram(db.params))]
