@@ -19,23 +19,7 @@ from fdgen.families.base import Sample
 from fdgen.output import Manifest, ShardFolder, Sidecar, WebDatasetWriter, Writer, folder_status
 from fdgen.output.tar import tar_header
 from fdgen.rendering import render_dataset
-from tiny_shards import cli, make_db, render_args
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """(database folder, shard folder): 3 categories x 8 instances, 3 shards of 8."""
-    root = tmp_path_factory.mktemp("tiny")
-    db = make_db(root / "db")
-    ref = root / "ref"
-    result = cli(*render_args(db, ref))
-    assert result.exit_code == 0, result.output
-    return db, ref
-
-
-def _copy(ref: Path, dest: Path) -> Path:
-    shutil.copytree(ref, dest)
-    return dest
+from tiny_shards import cli, copy_folder
 
 
 def _edit_json(path: Path, change) -> None:
@@ -94,7 +78,7 @@ def test_manifest_and_sidecar_round_trip_to_the_same_bytes(tiny, tmp_path):
 def test_records_without_a_version_load_as_version_1(tiny, tmp_path):
     """Manifests and sidecars written before the format had a version still work."""
     _, ref = tiny
-    out = _copy(ref, tmp_path / "out")
+    out = copy_folder(ref, tmp_path / "out")
     for path in [out / "manifest.json", *out.glob("shard-*.json")]:
         _edit_json(path, lambda r: r.pop("version"))
     assert Manifest.load(out / "manifest.json").version == 1
@@ -106,7 +90,7 @@ def test_records_without_a_version_load_as_version_1(tiny, tmp_path):
 
 def test_a_manifest_of_a_newer_format_is_refused_with_one_line(tiny, tmp_path):
     _, ref = tiny
-    out = _copy(ref, tmp_path / "out")
+    out = copy_folder(ref, tmp_path / "out")
     _edit_json(out / "manifest.json", lambda r: r.update(version=2))
     for command in ("verify", "status", "info"):
         result = cli(command, out)
@@ -119,7 +103,7 @@ def test_a_manifest_of_a_newer_format_is_refused_with_one_line(tiny, tmp_path):
 
 def test_a_sidecar_of_a_newer_format_marks_its_shard_incomplete(tiny, tmp_path):
     db, ref = tiny
-    out = _copy(ref, tmp_path / "out")
+    out = copy_folder(ref, tmp_path / "out")
     _edit_json(out / "shard-000001.json", lambda r: r.update(version=7))
     assert ShardFolder(out).read_sidecar(1) is None
     assert folder_status(out).incomplete == [1]

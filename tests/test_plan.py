@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fdgen.output import ShardPlan
-from tiny_shards import cli, make_db, render_args, snapshot
+from tiny_shards import cli, render_args, snapshot
 
 SHAPES = [
     (1, 1, 1, 1, 0),  # one group: the bijection on a domain of 1
@@ -85,16 +85,6 @@ def test_shard_lengths_at_scale_match_the_short_groups():
     assert sum(lengths) == 210000 and len(lengths) == plan.num_shards
     for j in (0, 1234, plan.num_shards - 1):
         assert lengths[j] == sum(len(i) for _, _, i in plan.members(j))
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("plan")
-    db = make_db(root / "db")
-    ref = root / "ref"
-    result = cli(*render_args(db, ref))
-    assert result.exit_code == 0, result.output
-    return db, ref
 
 
 def _old_folder(ref, dest):
