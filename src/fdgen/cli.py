@@ -270,6 +270,7 @@ def _note_left(out: Path, names: list[str]) -> None:
 @click.option(
     "--val-instances",
     cls=UnitOption,
+    metavar="N",
     unit="category",
     type=click.IntRange(min=0),
     default=0,
@@ -279,6 +280,7 @@ def _note_left(out: Path, names: list[str]) -> None:
 @click.option(
     "--val-images",
     cls=UnitOption,
+    metavar="N",
     unit="image",
     type=click.IntRange(min=0),
     default=0,
