@@ -235,9 +235,13 @@ def test_a_changed_val_count_is_refused_and_force_keeps_user_files(rendered, tmp
     (out / "notes.txt").write_text("mine")
     refused = cli(*render_args(db, out, "--val-instances", "2"))
     assert refused.exit_code == 1
-    assert "holds shards of a different database or settings; use --force" in refused.output
+    assert (
+        "holds shards of the same settings with a validation split of 3 per category or image "
+        "(this render asks 2); use --force" in refused.output
+    )
     dropped = cli(*render_args(db, out))  # no val split: a changed setting too
     assert dropped.exit_code == 1
+    assert "validation split of 3 per category or image (this render asks 0)" in dropped.output
     forced = cli(*render_args(db, out, "--val-instances", "2", "--force"))
     assert forced.exit_code == 0, forced.output
     assert (out / "notes.txt").read_text() == "mine"

@@ -641,10 +641,17 @@ class ShardFolder:
                 )
             if held["identity"] != identity:
                 if not force:
+                    what = "a different database or settings"
+                    rest = {k: v for k, v in held["identity"].items() if k != VAL}
+                    if rest == {k: v for k, v in identity.items() if k != VAL}:
+                        had, asked = held["identity"].get(VAL, 0), identity.get(VAL, 0)
+                        what = (
+                            f"the same settings with a validation split of {had} per category "
+                            f"or image (this render asks {asked})"
+                        )
                     raise FdgenError(
-                        f"--shards: {out} holds shards of a different database or settings; use "
-                        "--force to replace them (only files fdgen wrote are removed) or choose "
-                        "another folder"
+                        f"--shards: {out} holds shards of {what}; use --force to replace them "
+                        "(only files fdgen wrote are removed) or choose another folder"
                     )
                 return False, False
             try:
