@@ -53,6 +53,8 @@ CASES: dict[str, dict] = {
         for draw in ("patch_gray", "patch_color", "point_gray", "point_color")
     },
     "fractal-search-render": {"db": "fractal-search", "render": FRACTAL},
+    # a validation split (val-NNNNNN.tar, held-out seed) beside the same training shards
+    "fractal-val": {"db": "fixture", "render": [*FRACTAL, "--val-instances", "3"]},
     "fractal3d-search": {
         "search": ["--type", "fractal3d", "--categories", "2", "--points", "2000"]
     },
@@ -94,6 +96,7 @@ CASES: dict[str, dict] = {
         }  # fmt: skip
         for draw in ("color_background", "color")
     },
+    "segrcdb-val": {"db": "segrcdb-search", "render": [*SEG, "--val-images", "2"]},
     "onepfrac-search": {
         "search": ["--type", "onepfrac", "--categories", "2", "--points", "4000", "--size", "64"]
     },
@@ -133,7 +136,7 @@ def compute(workdir: Path) -> dict[str, str]:
         else:
             db = databases[case["db"]]
             _cli("render", "--db", db, "--shards", out, "--workers", "1", *case["render"])
-            files = sorted(out.glob("shard-*.tar"))
+            files = sorted(out.glob("shard-*.tar")) + sorted(out.glob("val-*.tar"))
         if not files:
             raise RuntimeError(f"case {name} wrote no files")
         for path in files:

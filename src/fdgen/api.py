@@ -249,13 +249,18 @@ def render(
     shard_index: int = 0,
     num_shards: int = 1,
     rehash: bool = False,
+    val_instances: int = 0,
+    val_images: int = 0,
     progress: Progress = False,
     **options,
 ) -> RenderResult:
     """Render every sample of ``db`` (a ``Database``, a folder or a preset name) into
     WebDataset shards under ``shards`` (default ``DB-shards``), like ``fdgen render``.
     ``options``: the family's render settings (``instances``, ``size``, ``seed``, ...), over
-    those of ``preset`` or of the preset the database was searched from."""
+    those of ``preset`` or of the preset the database was searched from. ``val_instances``
+    (families whose sample is a category instance) or ``val_images`` (per-image families):
+    that many more per category (or images) from a held-out seed, as the ``val`` split in
+    ``val-NNNNNN.tar`` shards."""
     from fdgen.encode import FORMATS
     from fdgen.rendering import render_dataset
     from fdgen.searching import default_workers
@@ -266,9 +271,12 @@ def render(
     _check_whole(workers, "--workers")
     _check_whole(shard_index, "--shard-index", low=0)
     _check_whole(num_shards, "--num-shards")
+    _check_whole(val_instances, "--val-instances", low=0)
+    _check_whole(val_images, "--val-images", low=0)
     workers = workers or default_workers()
     with reporting(progress):
         db = resolve_database(db, workers, num_shards)
+        val = val_count(db.type, val_instances, val_images)
         settings = render_settings(db, preset, **options)
         out = Path(shards) if shards is not None else Path(f"{db.path.name}-shards")
         if backend == "local" and scheduler:
@@ -276,10 +284,28 @@ def render(
         manifest = render_dataset(
             db, settings, out, format, samples_per_shard, workers, force,
             shard_index=shard_index, num_shards=num_shards, rehash=rehash,
-            backend=backend or ("dask" if scheduler else "local"), scheduler=scheduler,
+            backend=backend or ("dask" if scheduler else "local"), scheduler=scheduler, val=val,
         )  # fmt: skip
     left = manifest.pop("left")
     return RenderResult(out, manifest, left)
+
+
+def val_count(type_: str, val_instances: int = 0, val_images: int = 0) -> int:
+    """The validation split's samples per unit for family ``type_``: ``val_instances`` for a
+    family whose sample is a category instance, ``val_images`` for a per-image family; the
+    option that does not fit the family, or a negative count, is an error naming it."""
+    _check_whole(val_instances, "--val-instances", low=0)
+    _check_whole(val_images, "--val-images", low=0)
+    per_image = get_family(type_).sample_unit == "image"
+    wrong, right = ("instances", "images") if per_image else ("images", "instances")
+    given = {"instances": val_instances, "images": val_images}
+    if given[wrong]:
+        what = "one image drawn from every category" if per_image else "one category instance"
+        raise FdgenError(
+            f"--val-{wrong} does not apply to type {type_} (its sample is {what}): use "
+            f"--val-{right} N"
+        )
+    return given[right]
 
 
 def estimate(
@@ -288,6 +314,8 @@ def estimate(
     preset: str | None = None,
     format: str = "png",
     samples_per_shard: int = 5000,
+    val_instances: int = 0,
+    val_images: int = 0,
     **options,
 ):
     """The plan of ``render`` with these arguments and its cost from a short calibration
@@ -307,8 +335,9 @@ def estimate(
                 f"nothing: run `fdgen search --preset {db} --out {db}` first"
             )
         db = load_database(db)
+    val = val_count(db.type, val_instances, val_images)
     settings = render_settings(db, preset, **options)
-    return estimate_render(db, settings, format, samples_per_shard)
+    return estimate_render(db, settings, format, samples_per_shard, val)
 
 
 @dataclass(frozen=True)
@@ -336,15 +365,13 @@ class VerifyReport:
     @property
     def problems(self) -> list[str]:
         """Every problem, one line each, naming the shard (or the folder)."""
-        from fdgen.output import shard_name
-
-        lines = [f"{self.out / shard_name(c.index)}: {p}" for c in self.bad for p in c.problems]
+        lines = [f"{self.out / c.name}: {p}" for c in self.bad for p in c.problems]
         return lines + [f"{self.out}: {p}" for p in self.index_problems]
 
     @property
     def summary(self) -> str:
         """One line: shards OK, samples checked (and compared with a fresh render)."""
-        total = self.manifest["num_shards"]
+        total = len(self.shards)
         what = "decoded and checked" if self.decode else "checked"
         line = f"{self.out}: {total - len(self.bad)} of {total} shards OK, {self.samples:,} "
         line += f"samples {what}"
@@ -356,17 +383,17 @@ class VerifyReport:
     def failure(self) -> str:
         """The summary with what is wrong and what to do about it (for a report not ``ok``)."""
         from fdgen import __version__
-        from fdgen.output import shard_name, sidecar_name
+        from fdgen.output import sidecar_name
 
         bad, index_problems = self.bad, len(self.index_problems)
-        names = ", ".join(shard_name(c.index) for c in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        names = ", ".join(c.name for c in bad[:5]) + (", ..." if len(bad) > 5 else "")
         fresh = [c for c in bad if any("from a fresh render" in p for p in c.problems)]
         advice = ". Rerun the same `fdgen render` (with --rehash for damage that kept the size)"
         if fresh:
             version = self.manifest.get("fdgen_version")
             advice += (
                 f"; samples that differ from a fresh render are sealed by their sidecar: delete "
-                f"{sidecar_name(fresh[0].index)}"
+                f"{sidecar_name(fresh[0].index, fresh[0].split)}"
                 + (" (and the others named)" if len(fresh) > 1 else "")
                 + " before rerunning it"
                 + (
@@ -416,7 +443,7 @@ def verify(
         from fdgen.output.rerender import load_source
 
         source = load_source(out, manifest, None if db is None else Path(db))  # before any work
-    with reporting(progress), progress_bar("verify", manifest.num_shards, "shards") as update:
+    with reporting(progress), progress_bar("verify", manifest.total_shards, "shards") as update:
         found = verify_folder(out, decode, lambda check: update(1), workers, rerender, source)
     return VerifyReport(
         out, manifest.to_dict(), found.shards, found.index_problems, found.samples, decode, rerender

@@ -97,6 +97,20 @@ def setting(kind: str, setting_name: str, what: str = "", **kwargs):
     return click.option(option, setting_name, cls=SettingOption, kind=kind, help=what, **kwargs)
 
 
+class UnitOption(click.Option):
+    """An option for the families of one sample unit (``category`` or ``image``); its help
+    names them, computed when help is shown."""
+
+    def __init__(self, *args, unit: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unit, self.what = unit, self.help or ""
+
+    def get_help_record(self, ctx):
+        names = [n for n in family_names() if get_family(n).sample_unit == self.unit]
+        self.help = f"{self.what} [{', '.join(names)}: 0]"
+        return super().get_help_record(ctx)
+
+
 def _given(ctx: click.Context) -> dict:
     """The setting options the user typed (not defaults), by parameter name."""
     names = [p.name for p in ctx.command.params if isinstance(p, SettingOption)]
@@ -254,6 +268,26 @@ def _note_left(out: Path, names: list[str]) -> None:
 )
 @click.option("--rehash", is_flag=True, help="Re-hash finished shards; redo damaged ones.")
 @click.option(
+    "--val-instances",
+    cls=UnitOption,
+    metavar="N",
+    unit="category",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Validation split: N more instances per category from a held-out seed, into "
+    "val-NNNNNN.tar (split val of _info.json).",
+)
+@click.option(
+    "--val-images",
+    cls=UnitOption,
+    metavar="N",
+    unit="image",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Validation split of a per-image family: N more images from a held-out seed, into "
+    "val-NNNNNN.tar (split val of _info.json).",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Print the plan, disk size and core-hours (from a short calibration); write nothing.",
@@ -263,15 +297,18 @@ def render(ctx, db_arg, shards, preset, fmt, samples_per_shard, workers, force, 
     """Render every instance of every category into WebDataset shards.
 
     Settings not given as options come from the preset the database was searched from
-    (`fdgen info DB` prints them), else from the family's defaults."""
+    (`fdgen info DB` prints them), else from the family's defaults. --val-instances or
+    --val-images adds a validation split beside the training shards."""
     from fdgen import api
     from fdgen.searching import default_workers
 
+    val = {"val_instances": kw["val_instances"], "val_images": kw["val_images"]}
     if kw["dry_run"]:
         given = _given(ctx)
         est = api.estimate(
-            db_arg, preset=preset, format=fmt, samples_per_shard=samples_per_shard, **given
-        )
+            db_arg, preset=preset, format=fmt, samples_per_shard=samples_per_shard, **val,
+            **given,
+        )  # fmt: skip
         for line in est.lines(kw["num_shards"]):
             click.echo(line)
         return
@@ -282,22 +319,29 @@ def render(ctx, db_arg, shards, preset, fmt, samples_per_shard, workers, force, 
         db, shards, preset=preset, format=fmt, samples_per_shard=samples_per_shard,
         workers=workers, force=force, backend=kw["backend"], scheduler=kw["scheduler"],
         shard_index=kw["shard_index"], num_shards=kw["num_shards"], rehash=kw["rehash"],
-        progress=True, **_given(ctx),
+        progress=True, **val, **_given(ctx),
     )  # fmt: skip
     out, manifest = result.out, result.manifest
     rate = manifest["images_per_s"]
+    val_split = manifest.get("val")
+    total_shards = manifest["num_shards"] + (val_split["num_shards"] if val_split else 0)
     if manifest["status"] == "partial":
         click.echo(
             f"{out}: partition {kw['shard_index']} of {kw['num_shards']} done "
             f"({manifest['rendered_now']:,} samples rendered now); "
-            f"{manifest['complete_shards']} of {manifest['num_shards']} shards complete, "
+            f"{manifest['complete_shards']} of {total_shards} shards complete, "
             "the last partition to finish writes the index files"
         )
         _note_left(out, result.left)
         return
+    held_out = (
+        f" + val {val_split['num_samples']:,} samples in {val_split['num_shards']} shards"
+        if val_split
+        else ""
+    )
     click.echo(
-        f"{out}: {manifest['num_samples']:,} samples in {manifest['num_shards']} shards "
-        f"({manifest['rendered_now']:,} rendered now"
+        f"{out}: {manifest['num_samples']:,} samples in {manifest['num_shards']} shards"
+        f"{held_out} ({manifest['rendered_now']:,} rendered now"
         + (f", {rate:,.0f} images/s" if rate else "")
         + f"; {manifest['diverged']:,} from diverged orbits; "
         f"{manifest['bytes'] / 2**20:,.1f} MiB)"
@@ -309,23 +353,26 @@ def render(ctx, db_arg, shards, preset, fmt, samples_per_shard, workers, force, 
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--list", "list_all", is_flag=True, help="Name every incomplete and missing shard.")
 def status(out: Path, list_all: bool) -> None:
-    """Which shards of a shard folder are complete, incomplete or missing."""
-    from fdgen.output import folder_status, shard_name
+    """Which shards of a shard folder are complete, incomplete or missing (every split)."""
+    from fdgen.output import ShardFolder, folder_status, shard_name
 
-    st = folder_status(out)
-    total, done = st.num_shards, len(st.complete)
-    samples = st.num_samples or 0
-    pct = 100 * st.samples_done / samples if samples else 100.0
-    click.echo(
-        f"{out}: {done} of {total} shards complete, {st.samples_done:,} of {samples:,} "
-        f"samples ({pct:.1f}%)"
-    )
-    for state, indices in (("incomplete", st.incomplete), ("missing", st.missing)):
-        shown = indices if list_all else indices[:10]
-        names = ", ".join(shard_name(j) for j in shown)
-        left = len(indices) - len(shown)
-        more = f", ... ({left} more; --list)" if left else ""
-        click.echo(f"  {state:10s} {len(indices)}" + (f": {names}{more}" if shown else ""))
+    splits = [split.name for split in ShardFolder(out).read_manifest().splits()]
+    for split in splits:
+        st = folder_status(out, split)
+        total, done = st.num_shards, len(st.complete)
+        samples = st.num_samples or 0
+        pct = 100 * st.samples_done / samples if samples else 100.0
+        which = f" ({split} split)" if len(splits) > 1 else ""
+        click.echo(
+            f"{out}{which}: {done} of {total} shards complete, {st.samples_done:,} of "
+            f"{samples:,} samples ({pct:.1f}%)"
+        )
+        for state, indices in (("incomplete", st.incomplete), ("missing", st.missing)):
+            shown = indices if list_all else indices[:10]
+            names = ", ".join(shard_name(j, split) for j in shown)
+            left = len(indices) - len(shown)
+            more = f", ... ({left} more; --list)" if left else ""
+            click.echo(f"  {state:10s} {len(indices)}" + (f": {names}{more}" if shown else ""))
     finalised = "yes" if st.indexed else "no"
     click.echo(f"  indexed    {finalised} (_info.json, sizes.json)")
 
@@ -396,17 +443,27 @@ def list_presets(name: str | None) -> None:
 def info(path: Path) -> None:
     """Describe a database folder or a shard folder."""
     from fdgen.output import ShardFolder
+    from fdgen.output.folder import SPLITS
 
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     folder = ShardFolder(path)
     if folder.manifest_path.exists():
         manifest = folder.read_manifest()
-        done = [folder.read_sidecar(j) for j in range(manifest.num_shards)]
-        complete = sum(r is not None for r in done)
         click.echo(f"shard folder {path}")
         click.echo(f"  type        {manifest.identity['type']}")
+        splits = manifest.splits()
+        complete = sum(
+            folder.of_split(s.name).read_sidecar(j) is not None
+            for s in splits
+            for j in range(s.num_shards)
+        )
         click.echo(f"  samples     {manifest.num_samples:,} in {manifest.num_shards} shards")
-        click.echo(f"  complete    {complete} of {manifest.num_shards} shards")
+        for split in splits[1:]:
+            click.echo(
+                f"  {split.name:11s} {split.num_samples:,} in {split.num_shards} shards "
+                f"{SPLITS[split.name]}-NNNNNN.tar (held-out seed {split.plan.seed})"
+            )
+        click.echo(f"  complete    {complete} of {manifest.total_shards} shards")
         click.echo(f"  categories  {manifest.categories:,}")
         if manifest.database_preset:
             click.echo(f"  preset      {manifest.database_preset} (the database's)")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from fdgen.database import Database
 from fdgen.families import get_family
 from fdgen.output.tar import BLOCK
-from fdgen.rendering import shard_plan, shard_samples, shard_task
+from fdgen.rendering import render_splits, shard_samples, shard_task
 
 CALIBRATION_S = 2.0  # time the calibration render for about this long
 CALIBRATION_SAMPLES = 400  # or this many samples, whichever comes first
@@ -32,6 +32,13 @@ class Estimate:
     calibration_samples: int
     calibration_s: float
     bytes_per_sample: float
+    val_samples: int = 0  # the validation split (render --val-instances/--val-images)
+    val_shards: int = 0
+
+    @property
+    def all_samples(self) -> int:
+        """Samples of every split."""
+        return self.num_samples + self.val_samples
 
     @property
     def seconds_per_sample(self) -> float:
@@ -39,11 +46,11 @@ class Estimate:
 
     @property
     def core_hours(self) -> float:
-        return self.seconds_per_sample * self.num_samples / 3600
+        return self.seconds_per_sample * self.all_samples / 3600
 
     @property
     def total_bytes(self) -> float:
-        return self.bytes_per_sample * self.num_samples
+        return self.bytes_per_sample * self.all_samples
 
     def lines(self, num_shards: int = 1) -> list[str]:
         """What ``fdgen render --dry-run`` prints (``num_shards``: array partitions)."""
@@ -51,6 +58,13 @@ class Estimate:
         out = [
             f"plan: {self.num_samples:,} samples of {self.categories:,} categories in "
             f"{self.num_shards:,} shards of up to {self.samples_per_shard:,} samples",
+        ]
+        if self.val_shards:
+            out.append(
+                f"val split: {self.val_samples:,} samples (held-out seed) in "
+                f"{self.val_shards:,} shards val-NNNNNN.tar"
+            )
+        out += [
             f"calibration: {self.calibration_samples:,} samples rendered in "
             f"{self.calibration_s:.2f} s on one core ({1 / self.seconds_per_sample:,.0f} "
             f"samples/s, {self.bytes_per_sample / 1024:,.1f} KiB per sample in the tar)",
@@ -58,16 +72,20 @@ class Estimate:
             f"{self.core_hours:,.2f} core-hours ({per_shard_s:,.1f} core-seconds per shard)",
         ]
         if num_shards > 1:
-            tasks = min(num_shards, self.num_shards)
-            per_task = -(-self.num_shards // num_shards)
+            shards = max(self.num_shards, self.val_shards)
+            tasks = min(num_shards, shards)
+            # a partition takes j % N == I of each split
+            per_task = -(-self.num_shards // num_shards) + -(-self.val_shards // num_shards)
             line = (
                 f"array: --num-shards {num_shards}: {tasks:,} tasks of up to {per_task:,} "
                 f"shards, about {per_task * per_shard_s:,.0f} core-seconds each plus start-up"
             )
-            if num_shards > self.num_shards:
+            if num_shards > shards:
                 line += (
-                    f"; partitions {self.num_shards} to {num_shards - 1} have no shard to "
-                    f"render (the plan has {self.num_shards:,})"
+                    f"; partitions {shards} to {num_shards - 1} have no shard to "
+                    f"render (the plan has {shards:,}"
+                    + (" per split" if self.val_shards else "")
+                    + ")"
                 )
             out.append(line)
         out.append("dry run: nothing written")
@@ -79,10 +97,15 @@ def _tar_bytes(encoded: dict[str, bytes]) -> int:
     return sum(BLOCK + -(-len(data) // BLOCK) * BLOCK for data in encoded.values())
 
 
-def estimate_render(db: Database, settings, fmt: str, samples_per_shard: int) -> Estimate:
-    """The plan of rendering ``db`` with ``settings`` and its measured cost; writes nothing."""
+def estimate_render(
+    db: Database, settings, fmt: str, samples_per_shard: int, val: int = 0
+) -> Estimate:
+    """The plan of rendering ``db`` with ``settings`` (and a validation split of ``val`` per
+    unit) and its measured cost, calibrated on the training split; writes nothing."""
     family = get_family(db.type)
-    plan = shard_plan(db, settings, samples_per_shard)
+    splits = render_splits(db, settings, samples_per_shard, val)
+    plan = splits[0].plan
+    val_plan = splits[1].plan if val else None
     timed = sized = size = 0
     elapsed = 0.0
     for shard in range(plan.num_shards):
@@ -107,4 +130,5 @@ def estimate_render(db: Database, settings, fmt: str, samples_per_shard: int) ->
     return Estimate(
         plan.num_samples, plan.num_shards, samples_per_shard, len(db), timed,
         max(elapsed, 1e-9), size / sized,
+        val_plan.num_samples if val_plan else 0, val_plan.num_shards if val_plan else 0,
     )  # fmt: skip

@@ -2,6 +2,15 @@
 
 The folder (``fdgen.output.folder.ShardFolder``) says which shards are finished and owns every
 file name; a ``fdgen.output.writers.Writer`` turns each task's samples into files.
+
+A render has one or two splits (``Split``): ``train``, the samples the settings describe, and
+with ``val`` N > 0 a validation split of N more samples per category (per-image families: N
+more images). The validation split renders with the held-out seed ``val_seed(seed)`` = seed +
+2**63: every per-sample stream of every family is keyed by (seed, ...), so no validation
+sample shares a stream with a training sample. For any training seed below 2**63 the keys
+differ already in SeedSequence's second 32-bit word (at least 2**31 for the held-out seed,
+below 2**31 for every training key: categories, instances and stream constants are below
+2**31), so a validation split never repeats a training sample of any render with such a seed.
 """
 
 from __future__ import annotations
@@ -22,7 +31,15 @@ from fdgen.database import Database
 from fdgen.errors import FdgenError
 from fdgen.families import get_family
 from fdgen.families.base import Family, Group, Sample
-from fdgen.output.folder import Manifest, ShardFolder, Sidecar, file_sha256, shard_name
+from fdgen.output.folder import (
+    TRAIN,
+    VAL,
+    Manifest,
+    ShardFolder,
+    Sidecar,
+    file_sha256,
+    shard_name,
+)
 from fdgen.output.plan import ShardPlan
 from fdgen.output.writers import WebDatasetWriter, Writer
 from fdgen.progress import progress_bar
@@ -40,6 +57,7 @@ class ShardTask:
     fmt: str
     members: list  # (unit, group, instances)
     inputs: dict  # unit -> (parameters, category file name), see Family.unit_input
+    split: str = TRAIN  # the split the shard belongs to (its file names)
 
 
 @lru_cache(maxsize=2)
@@ -69,10 +87,13 @@ def _write_error(task: ShardTask, exc: OSError) -> FdgenError:
     if exc.filename2:  # a rename into place failed: name its target (e.g. a folder there)
         reason += f": {exc.filename2}"
     return FdgenError(
-        f"{shard_name(task.index)}: cannot write it in {task.out} ({reason}); it is not marked "
-        "complete and finished shards are kept: free space or fix the cause, then rerun the "
-        "same command"
+        f"{shard_name(task.index, task.split)}: cannot write it in {task.out} ({reason}); it is "
+        "not marked complete and finished shards are kept: free space or fix the cause, then "
+        "rerun the same command"
     )
+
+
+VAL_SEED_OFFSET = 1 << 63  # the validation split's seed is the training seed plus this
 
 
 def shard_plan(db: Database, settings, samples_per_shard: int) -> ShardPlan:
@@ -81,14 +102,66 @@ def shard_plan(db: Database, settings, samples_per_shard: int) -> ShardPlan:
     return ShardPlan(units, per_unit, group, samples_per_shard, settings.seed)
 
 
+def val_seed(seed: int) -> int:
+    """The held-out seed of the validation split of a render with ``seed`` (module doc)."""
+    return seed + VAL_SEED_OFFSET
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a render: its name (``train``, ``val``), the settings its samples render
+    with (the validation split's carry the held-out seed) and its shard plan."""
+
+    name: str
+    settings: object
+    plan: ShardPlan
+
+
+def render_splits(db: Database, settings, samples_per_shard: int, val: int = 0) -> list[Split]:
+    """The splits of a render: ``train`` (what ``settings`` describe) and, when ``val`` > 0,
+    ``val``: ``val`` samples per unit (category, or the one unit of per-image families) of the
+    same shape, from the held-out seed, planned (and shuffled) by that seed."""
+    train = Split(TRAIN, settings, shard_plan(db, settings, samples_per_shard))
+    if not val:
+        return [train]
+    held_out = dataclasses.replace(settings, seed=val_seed(settings.seed))
+    plan = dataclasses.replace(train.plan, instances=val, seed=held_out.seed)
+    return [train, Split(VAL, held_out, plan)]
+
+
+def split_named(splits: list[Split], name: str) -> Split:
+    """The split ``name`` of ``splits``; a clear error if the render has none."""
+    for split in splits:
+        if split.name == name:
+            return split
+    if name == VAL:
+        raise FdgenError(
+            "split: 'val' needs a validation split: give val_instances (categories) or "
+            "val_images (per-image families) > 0"
+        )
+    raise FdgenError(f"split: must be one of {TRAIN}, {VAL}, got {name!r}")
+
+
 def shard_task(
-    db: Database, family: Family, settings, fmt: str, plan: ShardPlan, index: int, out: str = ""
+    db: Database,
+    family: Family,
+    settings,
+    fmt: str,
+    plan: ShardPlan,
+    index: int,
+    out: str = "",
+    split: str = TRAIN,
 ) -> ShardTask:
-    """The self-contained task that renders shard ``index`` of ``plan``."""
+    """The self-contained task that renders shard ``index`` of ``plan`` (of ``split``)."""
     members = plan.members(index)
     units = sorted({unit for unit, _, _ in members})
     inputs = {unit: family.unit_input(db, unit) for unit in units}
-    return ShardTask(out, index, db.type, settings, fmt, members, inputs)
+    return ShardTask(out, index, db.type, settings, fmt, members, inputs, split)
+
+
+def split_task(db: Database, family: Family, split: Split, fmt: str, index: int, out: str = ""):
+    """The task of shard ``index`` of ``split``."""
+    return shard_task(db, family, split.settings, fmt, split.plan, index, out, split.name)
 
 
 def shard_samples(task: ShardTask) -> Iterator[Sample]:
@@ -113,7 +186,7 @@ def render_shard(task: ShardTask, writer: type[Writer] = WebDatasetWriter) -> Si
     the writer drops what it wrote and no sidecar is written, so the shard stays incomplete.
     """
     try:
-        out = writer(ShardFolder(task.out), task.index)
+        out = writer(ShardFolder(task.out, task.split), task.index)
     except OSError as exc:
         raise _write_error(task, exc) from None
     try:
@@ -128,14 +201,17 @@ def render_shard(task: ShardTask, writer: type[Writer] = WebDatasetWriter) -> Si
         raise
 
 
-def _identity(db: Database, settings, fmt: str, per_shard: int) -> dict:
-    return {
+def _identity(db: Database, settings, fmt: str, per_shard: int, val: int) -> dict:
+    identity = {
         "type": db.type,
         "settings": dataclasses.asdict(settings),
         "format": fmt,
         "samples_per_shard": per_shard,
         "database_digest": db.digest(),
     }
+    if val:  # absent without a validation split: manifests of earlier renders still match
+        identity[VAL] = val
+    return identity
 
 
 def _rehash(folder: ShardFolder, done: dict, indices: list[int], workers: int) -> list[int]:
@@ -167,8 +243,11 @@ def render_dataset(
     scheduler: str | None = None,
     rehash: bool = False,
     writer: type[Writer] = WebDatasetWriter,
+    val: int = 0,
 ) -> dict:
-    """Render every instance of every category of ``db`` into shards under ``out``.
+    """Render every instance of every category of ``db`` into shards under ``out``; with
+    ``val`` N > 0 also N more per category (per-image families: N more images) from the
+    held-out seed into ``val-NNNNNN.tar`` shards (see ``render_splits``).
 
     Finished shards (sidecar present, size matching; with ``rehash`` also the sha256) are
     kept; the rest are (re)written. With ``num_shards`` N > 1 only the shards j with
@@ -200,14 +279,16 @@ def render_dataset(
     if out.exists() and not out.is_dir():
         raise FdgenError(f"--shards: {out} exists and is not a folder")
     family = get_family(db.type)
-    plan = shard_plan(db, settings, samples_per_shard)
-    identity = _identity(db, settings, fmt, samples_per_shard)
+    if isinstance(val, bool) or not isinstance(val, int) or val < 0:
+        raise FdgenError(f"--val-{_val_unit(family)}: expected a whole number >= 0, got {val!r}")
+    splits = render_splits(db, settings, samples_per_shard, val)
+    identity = _identity(db, settings, fmt, samples_per_shard, val)
     folder = ShardFolder(out)
     folder.check_owner(identity, force)  # checked again under the lock; this writes nothing
     try:
         with folder.lock(partition):
             folder = ShardFolder(out.absolute())
-            run = _Run(db, family, settings, fmt, plan, identity, folder, partition, writer)
+            run = _Run(db, family, settings, fmt, splits, identity, folder, partition, writer)
             manifest = _render_locked(run, workers, force, name, backend, scheduler, rehash)
             return manifest | {"left": folder.foreign_files()}
     except OSError as exc:
@@ -215,9 +296,14 @@ def render_dataset(
         raise FdgenError(f"--shards: cannot write {where} ({exc.strerror or exc})") from None
 
 
+def _val_unit(family: Family) -> str:
+    """What the validation count counts for ``family``: ``instances`` or ``images``."""
+    return "images" if family.sample_unit == "image" else "instances"
+
+
 @dataclass(frozen=True)
 class _Run:
-    """What one render call produces: database, family, settings, format and plan, the
+    """What one render call produces: database, family, settings, format and splits, the
     identity recorded in the manifest, the folder, the partition (None: all shards) and the
     writer of each shard."""
 
@@ -225,7 +311,7 @@ class _Run:
     family: Family
     settings: object
     fmt: str
-    plan: ShardPlan
+    splits: list[Split]
     identity: dict
     folder: ShardFolder
     partition: tuple[int, int] | None
@@ -239,9 +325,11 @@ def _render_locked(
     run: _Run, workers: int, force: bool, name, backend: str, scheduler, rehash: bool
 ) -> dict:
     """The body of ``render_dataset``, run while the folder's lock is held."""
-    db, family, settings, fmt, plan = run.db, run.family, run.settings, run.fmt, run.plan
+    db, family, fmt, splits = run.db, run.family, run.fmt, run.splits
     identity, folder, partition = run.identity, run.folder, run.partition
     index, count = partition or (0, 1)
+    train = splits[0].plan
+    val = next((s.plan for s in splits if s.name == VAL), None)
 
     def mine(j: int) -> bool:
         return j % count == index
@@ -254,9 +342,10 @@ def _render_locked(
         # the preset db.yaml names: "identity" holds the settings used, preset or not
         database_preset=db.meta.get("preset") or None,
         categories=len(db),
-        num_shards=plan.num_shards,
-        num_samples=plan.num_samples,
-        plan=plan,
+        num_shards=train.num_shards,
+        num_samples=train.num_samples,
+        plan=train,
+        val=val,
         # "image": each sample is one image of many categories (keys img########, no cls)
         sample_unit=family.sample_unit,
         status="rendering",
@@ -264,48 +353,66 @@ def _render_locked(
     if partition is None or not held:
         # Partitions of one array leave a manifest another partition wrote as it is.
         folder.save_manifest(manifest)
-    folder.remove_partials(mine)
     if partition is None:
         folder.remove_stale_temporaries()
-    own = range(index, plan.num_shards, count)
-    listed = folder.listing().whole()  # sidecars are read only where the listing has them
-    done = {j: folder.read_sidecar(j) if j in listed else None for j in own}
+    # every shard of this process, as (split, shard index); a partition takes j % N == I of
+    # each split
+    own: list[tuple[Split, int]] = []
+    done: dict[tuple[str, int], Sidecar | None] = {}
+    for split in splits:
+        files = folder.of_split(split.name)
+        files.remove_partials(mine)
+        listed = files.listing().whole()  # sidecars are read only where the listing has them
+        for j in range(index, split.plan.num_shards, count):
+            own.append((split, j))
+            done[split.name, j] = files.read_sidecar(j) if j in listed else None
     if rehash:
-        for j in _rehash(folder, done, [j for j in own if done[j] is not None], workers):
-            folder.sidecar(j).unlink(missing_ok=True)
-            done[j] = None
-    todo = [j for j in own if done[j] is None]
-    lengths = plan.shard_lengths()
+        for split in splits:
+            files = folder.of_split(split.name)
+            finished = [j for (s, j) in own if s is split and done[s.name, j] is not None]
+            for j in _rehash(files, {j: done[split.name, j] for j in finished}, finished, workers):
+                files.sidecar(j).unlink(missing_ok=True)
+                done[split.name, j] = None
+    todo = [(split, j) for split, j in own if done[split.name, j] is None]
+    lengths = {split.name: split.plan.shard_lengths() for split in splits}
     started = time.perf_counter()
     out = str(folder.path)
 
     def tasks():
-        for j in todo:
-            yield shard_task(db, family, settings, fmt, plan, j, out)
+        for split, j in todo:
+            yield split_task(db, family, split, fmt, j, out)
 
     token = hashlib.sha256(f"{out}\0{json.dumps(identity, sort_keys=True)}".encode()).hexdigest()
 
     def key(task: ShardTask) -> str:
-        return f"fdgen-{token[:12]}-{shard_name(task.index)}"
+        return f"fdgen-{token[:12]}-{shard_name(task.index, task.split)}"
 
     rendered = 0
-    total = sum(lengths[j] for j in own)
+    total = sum(lengths[s.name][j] for s, j in own)
     render = partial(render_shard, writer=run.writer)
     with progress_bar("render", total, "images") as update:
-        update(total - sum(lengths[j] for j in todo))
+        update(total - sum(lengths[s.name][j] for s, j in todo))
         runs = run_tasks(render, tasks(), workers, backend, scheduler, key) if todo else ()
         for record in runs:
-            done[record.shard] = record
+            done[record.split, record.shard] = record
             rendered += record.samples
             rate = rendered / max(time.perf_counter() - started, 1e-9)
             update(record.samples, f"{rate:,.0f} img/s")
     elapsed = time.perf_counter() - started
-    folder.remove_partials(mine)  # left by Dask workers lost mid-shard
-    listed = folder.listing().whole()
-    if len(listed) < plan.num_shards:  # another partition is at work: count, read nothing
-        records, complete = {}, len(listed)
-    else:
-        records = {j: folder.read_sidecar(j) for j in range(plan.num_shards)}
+    records: dict[tuple[str, int], Sidecar | None] = {}
+    complete = 0
+    every_listed = True
+    for split in splits:
+        files = folder.of_split(split.name)
+        files.remove_partials(mine)  # left by Dask workers lost mid-shard
+        listed = files.listing().whole()
+        complete += len(listed)
+        every_listed &= len(listed) >= split.plan.num_shards
+    if every_listed:  # else another partition is at work: count, read nothing
+        for split in splits:
+            files = folder.of_split(split.name)
+            for j in range(split.plan.num_shards):
+                records[split.name, j] = files.read_sidecar(j)
         complete = sum(r is not None for r in records.values())
     manifest.rendered_now = rendered
     manifest.elapsed_s = round(elapsed, 3)
@@ -313,10 +420,10 @@ def _render_locked(
     manifest.complete_shards = complete
     fields = manifest.to_dict()
     result = {name: fields.get(name) for name in _RESULT_FIELDS}  # None ones too, for callers
-    if complete < plan.num_shards:
+    if complete < manifest.total_shards:
         # Another partition is still at work; the last one to finish writes the indexes.
         return fields | result | {"status": "partial", "diverged": None, "bytes": None}
-    folder.write_indexes(name or db.path.name, plan)
+    folder.write_indexes(name or db.path.name, {split.name: split.plan for split in splits})
     manifest.status = "complete"
     manifest.diverged = sum(r.diverged or 0 for r in records.values())
     manifest.bytes = sum(r.bytes for r in records.values())

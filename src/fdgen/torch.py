@@ -29,7 +29,7 @@ from fdgen.database import Database, load_database, render_settings
 from fdgen.errors import FdgenError
 from fdgen.families import get_family
 from fdgen.output.plan import SAMPLES_PER_SHARD
-from fdgen.rendering import ShardTask, shard_plan, shard_samples, shard_task
+from fdgen.rendering import ShardTask, render_splits, shard_samples, split_named, split_task
 
 OUTPUTS = ("tuple", "dict", "raw")
 
@@ -68,6 +68,10 @@ class RenderedDataset(IterableDataset):
     - ``"raw"``: the tar members as bytes, ``{"__key__", fmt, "cls", "json"}`` (SegRCDB:
       ``"seg.png"`` instead of ``"cls"``), byte for byte what the shards hold.
 
+    ``split``: ``"train"`` (default) or ``"val"``, the validation split ``fdgen render
+    --val-instances N`` (per-image families: ``--val-images N``) writes into ``val-NNNNNN.tar``;
+    it needs ``val_instances`` (or ``val_images``) N, the same as the render's.
+
     ``rank``/``world_size`` default to torch.distributed's when it is initialised, else 0/1.
     ``shuffle_shards`` visits shards in an order drawn from (``seed``, epoch); call
     ``set_epoch`` each epoch, with the same value on every rank.
@@ -85,6 +89,9 @@ class RenderedDataset(IterableDataset):
         world_size: int | None = None,
         shuffle_shards: bool = False,
         seed: int = 0,
+        split: str = "train",
+        val_instances: int = 0,
+        val_images: int = 0,
     ):
         super().__init__()
         self.db = db if isinstance(db, Database) else load_database(db)
@@ -111,7 +118,11 @@ class RenderedDataset(IterableDataset):
         self.shuffle_shards = shuffle_shards
         self.seed = seed
         self.epoch = 0
-        self.plan = shard_plan(self.db, settings, samples_per_shard)
+        from fdgen.api import val_count
+
+        val = val_count(self.db.type, val_instances, val_images)
+        self.split = split_named(render_splits(self.db, settings, samples_per_shard, val), split)
+        self.plan = self.split.plan
         self._lengths = self.plan.shard_lengths()
 
     @property
@@ -148,8 +159,9 @@ class RenderedDataset(IterableDataset):
         return sum(self._lengths[j] for j in self.rank_shards())
 
     def task(self, shard: int) -> ShardTask:
-        """The render task of ``shard``, as ``fdgen render`` builds it."""
-        return shard_task(self.db, self.family, self.settings, self.fmt, self.plan, shard)
+        """The render task of ``shard`` (of this dataset's split), as ``fdgen render`` builds
+        it."""
+        return split_task(self.db, self.family, self.split, self.fmt, shard)
 
     def shard_samples(self, shard: int) -> Iterator:
         """The samples of one shard, in the shard's order, in this dataset's output form."""

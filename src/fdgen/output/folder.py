@@ -1,10 +1,13 @@
 """The shard folder: every file name fdgen writes there, its typed records, lock and indexes.
 
-A folder holds ``shard-NNNNNN.tar`` shards, one ``shard-NNNNNN.json`` sidecar per complete
-shard (``Sidecar``), ``manifest.json`` (``Manifest``), the index files trainers read
-(``_info.json``, ``sizes.json``), per-process ``.partial`` files of shards being written,
-atomic-write temporaries and the render lock files. ``ShardFolder`` is the only code that
-knows these names, so it alone can tell fdgen's files from the user's.
+A folder holds the shards of one or two splits: the training split's ``shard-NNNNNN.tar``
+and, with a validation split, ``val-NNNNNN.tar``; one sidecar per complete shard
+(``shard-NNNNNN.json``, ``val-NNNNNN.json``: ``Sidecar``), ``manifest.json`` (``Manifest``),
+the index files trainers read (``_info.json``, ``sizes.json``), per-process ``.partial`` files
+of shards being written, atomic-write temporaries and the render lock files. A split is a
+name (``train``, ``val``) and the file prefix of its shards (``SPLITS``); ``ShardFolder(path,
+split)`` names that split's files. It is the only code that knows these names, so it alone
+can tell fdgen's files from the user's.
 """
 
 from __future__ import annotations
@@ -37,18 +40,33 @@ HASH_CHUNK = 1 << 20
 MAX_SHARDS = 10**6  # shard names have six digits
 MAX_SAMPLES = 10**9  # bounds the samples one plan may describe
 _PLAN_FIELDS = {"categories": 1, "instances": 1, "group_size": 1, "samples_per_shard": 1}
-_SHARD_FILE = re.compile(r"shard-\d{6,}\.(tar|json)")  # a shard or its sidecar
+TRAIN, VAL = "train", "val"
+SPLITS = {TRAIN: "shard", VAL: "val"}  # split name -> file prefix of its shards and sidecars
+_SHARD_FILE = re.compile(r"(shard|val)-\d{6,}\.(tar|json)")  # a shard or its sidecar
 _INDEX_FILES = (MANIFEST_FILE, INFO_FILE, SIZES_FILE)
 
 
-def shard_name(index: int) -> str:
-    """File name of shard ``index``."""
-    return f"shard-{index:06d}.tar"
+def _prefix(split: str) -> str:
+    try:
+        return SPLITS[split]
+    except KeyError:
+        raise FdgenError(f"split: must be one of {', '.join(SPLITS)}, got {split!r}") from None
 
 
-def sidecar_name(index: int) -> str:
-    """File name of the sidecar that marks shard ``index`` complete."""
-    return f"shard-{index:06d}.json"
+def shard_name(index: int, split: str = TRAIN) -> str:
+    """File name of shard ``index`` of ``split`` (``shard-NNNNNN.tar``, ``val-NNNNNN.tar``)."""
+    return f"{_prefix(split)}-{index:06d}.tar"
+
+
+def sidecar_name(index: int, split: str = TRAIN) -> str:
+    """File name of the sidecar that marks shard ``index`` of ``split`` complete."""
+    return f"{_prefix(split)}-{index:06d}.json"
+
+
+def split_of(name: str) -> str:
+    """The split a shard or sidecar file name belongs to (by its prefix)."""
+    prefix = name.partition("-")[0]
+    return next(split for split, p in SPLITS.items() if p == prefix)
 
 
 def partition_lock_name(index: int, count: int) -> str:
@@ -56,13 +74,16 @@ def partition_lock_name(index: int, count: int) -> str:
     return f"{LOCK_FILE}-{index}-of-{count}"
 
 
-def partial_shard_index(path: Path) -> int | None:
-    """The shard index of a temporary ``shard-NNNNNN.tar.*.partial`` file, else None."""
+def partial_shard_index(path: Path, split: str | None = TRAIN) -> int | None:
+    """The shard index of a temporary ``shard-NNNNNN.tar.*.partial`` file of ``split`` (None:
+    of any split), else None."""
     name = Path(path).name
-    if not (name.startswith("shard-") and name.endswith(PARTIAL_SUFFIX)):
-        return None
-    digits = name[len("shard-") : len("shard-") + 6]
-    return int(digits) if digits.isdigit() else None
+    for prefix in SPLITS.values() if split is None else (_prefix(split),):
+        start = prefix + "-"
+        if name.startswith(start) and name.endswith(PARTIAL_SUFFIX):
+            digits = name[len(start) : len(start) + 6]
+            return int(digits) if digits.isdigit() else None
+    return None
 
 
 def is_lock_file(path: Path) -> bool:
@@ -99,13 +120,13 @@ def _check_version(record: dict) -> None:
 # --- sidecars ----------------------------------------------------------------------------
 
 
-def check_sidecar(record, index: int) -> dict:
-    """The sidecar ``record`` of shard ``index`` if it holds every field of one, with types;
-    ``BadContent`` naming the first wrong field otherwise."""
+def check_sidecar(record, index: int, split: str = TRAIN) -> dict:
+    """The sidecar ``record`` of shard ``index`` of ``split`` if it holds every field of one,
+    with types; ``BadContent`` naming the first wrong field otherwise."""
     record = readback.mapping(record)
     _check_version(record)
     readback.integer(record, "shard", index, index)
-    readback.text(record, "file", (shard_name(index),))
+    readback.text(record, "file", (shard_name(index, split),))
     readback.integer(record, "samples")
     readback.integer(record, "bytes")
     readback.integer(record, "diverged", optional=True)
@@ -131,9 +152,10 @@ class Sidecar:
     version: int = FORMAT_VERSION
 
     @classmethod
-    def from_dict(cls, record, index: int) -> Sidecar:
-        """The sidecar of shard ``index`` in ``record``; ``BadContent`` naming a wrong field."""
-        record = check_sidecar(record, index)
+    def from_dict(cls, record, index: int, split: str = TRAIN) -> Sidecar:
+        """The sidecar of shard ``index`` of ``split`` in ``record``; ``BadContent`` naming a
+        wrong field."""
+        record = check_sidecar(record, index, split)
         return cls(
             record["shard"],
             record["file"],
@@ -145,10 +167,15 @@ class Sidecar:
         )
 
     @classmethod
-    def load(cls, path: Path, index: int) -> Sidecar:
-        """The sidecar file ``path`` of shard ``index``: ``OSError`` when unreadable,
-        ``BadContent`` when damaged or foreign."""
-        return cls.from_dict(readback.parse_json(path), index)
+    def load(cls, path: Path, index: int, split: str = TRAIN) -> Sidecar:
+        """The sidecar file ``path`` of shard ``index`` of ``split``: ``OSError`` when
+        unreadable, ``BadContent`` when damaged or foreign."""
+        return cls.from_dict(readback.parse_json(path), index, split)
+
+    @property
+    def split(self) -> str:
+        """The split of the shard (from its file name)."""
+        return split_of(self.file)
 
     def to_dict(self) -> dict:
         """The JSON fields, in the order fdgen writes them."""
@@ -207,34 +234,70 @@ def check_manifest(manifest) -> dict:
     readback.text(manifest, "sample_unit", ("category", "image"), optional=True)
     plan = readback.sub_mapping(manifest, "plan", optional=True)
     if plan is not None:
-        _check_plan_version(manifest, plan)
-        plan = {k: v for k, v in plan.items() if k != "version"}
-        if set(plan) != {*_PLAN_FIELDS, "seed"}:
-            raise readback.BadContent(
-                f"field plan must hold version, {', '.join([*_PLAN_FIELDS, 'seed'])}, found "
-                f"{sorted(plan)}"
-            )
+        _check_plan(manifest, plan, num_shards, num_samples, "plan")
+    val = readback.sub_mapping(manifest, VAL, optional=True)
+    if val is not None:
         try:
-            for name, low in _PLAN_FIELDS.items():
-                readback.integer(plan, name, low, MAX_SAMPLES)
-            readback.integer(plan, "seed")
+            val_shards = readback.integer(val, "num_shards", 1, MAX_SHARDS)
+            val_samples = readback.integer(val, "num_samples", 1, MAX_SAMPLES)
+            val_plan = readback.sub_mapping(val, "plan")
         except readback.BadContent as exc:
-            raise readback.BadContent(str(exc).replace("field ", "field plan.", 1)) from None
-        shard_plan = ShardPlan(**plan)
-        if shard_plan.num_samples > MAX_SAMPLES:
-            raise readback.BadContent(f"the plan holds more than {MAX_SAMPLES} samples")
-        if (num_shards, num_samples) != (shard_plan.num_shards, shard_plan.num_samples):
-            raise readback.BadContent(
-                f"num_shards {num_shards} and num_samples {num_samples} differ from the plan's "
-                f"{shard_plan.num_shards} and {shard_plan.num_samples}"
-            )
+            raise readback.BadContent(str(exc).replace("field ", "field val.", 1)) from None
+        _check_plan(manifest, val_plan, val_shards, val_samples, "val.plan")
     return manifest
+
+
+def _check_plan(manifest: dict, plan: dict, num_shards: int, num_samples: int, where: str):
+    """Check the plan record at field ``where`` against the shard and sample counts beside it."""
+    _check_plan_version(manifest, plan)
+    plan = {k: v for k, v in plan.items() if k != "version"}
+    if set(plan) != {*_PLAN_FIELDS, "seed"}:
+        raise readback.BadContent(
+            f"field {where} must hold version, {', '.join([*_PLAN_FIELDS, 'seed'])}, found "
+            f"{sorted(plan)}"
+        )
+    try:
+        for name, low in _PLAN_FIELDS.items():
+            readback.integer(plan, name, low, MAX_SAMPLES)
+        readback.integer(plan, "seed")
+    except readback.BadContent as exc:
+        raise readback.BadContent(str(exc).replace("field ", f"field {where}.", 1)) from None
+    shard_plan = ShardPlan(**plan)
+    if shard_plan.num_samples > MAX_SAMPLES:
+        raise readback.BadContent(f"the {where} holds more than {MAX_SAMPLES} samples")
+    if (num_shards, num_samples) != (shard_plan.num_shards, shard_plan.num_samples):
+        raise readback.BadContent(
+            f"num_shards {num_shards} and num_samples {num_samples} differ from the {where}'s "
+            f"{shard_plan.num_shards} and {shard_plan.num_samples}"
+        )
+
+
+def _plan_of(record: dict | None) -> ShardPlan | None:
+    """The ``ShardPlan`` of a checked plan record (None for none)."""
+    if record is None:
+        return None
+    return ShardPlan(**{k: v for k, v in record.items() if k != "version"})
+
+
+def _plan_record(plan: ShardPlan) -> dict:
+    return {"version": PLAN_VERSION, **dataclasses.asdict(plan)}
+
+
+@dataclass(frozen=True)
+class SplitRecord:
+    """One split of a render as its manifest records it: name, shard and sample counts, plan
+    (None for a manifest that predates the recorded plan)."""
+
+    name: str
+    num_shards: int
+    num_samples: int
+    plan: ShardPlan | None
 
 
 _MANIFEST_ORDER = (
     "version", "fdgen_version", "identity", "database", "database_preset", "categories",
-    "num_shards", "num_samples", "plan", "sample_unit", "status", "rendered_now", "elapsed_s",
-    "images_per_s", "complete_shards", "diverged", "bytes",
+    "num_shards", "num_samples", "plan", "val", "sample_unit", "status", "rendered_now",
+    "elapsed_s", "images_per_s", "complete_shards", "diverged", "bytes",
 )  # fmt: skip
 
 
@@ -246,7 +309,9 @@ class Manifest:
     a folder's shards belong to a render; the rest describes the render and its progress.
     Manifests of fdgen before the format had a ``version`` load as version 1; those that
     predate the recorded plan load with ``plan`` None (status and verify then skip what needs
-    it).
+    it). ``num_shards``, ``num_samples`` and ``plan`` are the training split's; ``val`` is the
+    plan of the validation split (None without one), written as ``"val": {num_shards,
+    num_samples, plan}``; ``splits()`` lists both.
     """
 
     identity: dict
@@ -254,6 +319,7 @@ class Manifest:
     num_shards: int
     num_samples: int
     plan: ShardPlan | None = None
+    val: ShardPlan | None = None
     status: str | None = None
     sample_unit: str | None = None
     fdgen_version: str | None = None
@@ -274,10 +340,21 @@ class Manifest:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in record.items() if k in known}
         values["version"] = record.get("version", 1)
-        plan = record.get("plan")
-        fields = {k: v for k, v in (plan or {}).items() if k != "version"}
-        values["plan"] = ShardPlan(**fields) if plan is not None else None
+        values["plan"] = _plan_of(record.get("plan"))
+        values["val"] = _plan_of(record[VAL]["plan"]) if VAL in record else None
         return cls(**values)
+
+    def splits(self) -> list[SplitRecord]:
+        """The splits of the render: ``train``, then ``val`` if it has one."""
+        found = [SplitRecord(TRAIN, self.num_shards, self.num_samples, self.plan)]
+        if self.val is not None:
+            found.append(SplitRecord(VAL, self.val.num_shards, self.val.num_samples, self.val))
+        return found
+
+    @property
+    def total_shards(self) -> int:
+        """Shards of every split."""
+        return sum(split.num_shards for split in self.splits())
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
@@ -293,7 +370,13 @@ class Manifest:
             value = values[name]
             if value is not None:
                 if name == "plan":
-                    value = {"version": PLAN_VERSION, **dataclasses.asdict(value)}
+                    value = _plan_record(value)
+                elif name == VAL:
+                    value = {
+                        "num_shards": value.num_shards,
+                        "num_samples": value.num_samples,
+                        "plan": _plan_record(value),
+                    }
                 record[name] = value
         return record
 
@@ -356,27 +439,35 @@ def _stamp(fd: int) -> None:
 
 class ShardFolder:
     """A shard folder: the paths of its files, its records, its lock, and which of its files
-    fdgen wrote."""
+    fdgen wrote. The per-shard names (``shard``, ``sidecar``, ``partial``, ``listing``, ...)
+    are those of ``split``; ``of_split`` gives the same folder for another split (so a writer
+    opened on it writes that split's files)."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, split: str = TRAIN):
         self.path = Path(path)
+        self.prefix = _prefix(split)
+        self.split = split
 
     def __repr__(self) -> str:
-        return f"ShardFolder({str(self.path)!r})"
+        return f"ShardFolder({str(self.path)!r}, {self.split!r})"
+
+    def of_split(self, split: str) -> ShardFolder:
+        """This folder, naming the shards of ``split``."""
+        return ShardFolder(self.path, split)
 
     def shard(self, index: int) -> Path:
-        """Path of shard ``index``."""
-        return self.path / shard_name(index)
+        """Path of shard ``index`` (of this folder's split)."""
+        return self.path / shard_name(index, self.split)
 
     def sidecar(self, index: int) -> Path:
         """Path of the sidecar of shard ``index``."""
-        return self.path / sidecar_name(index)
+        return self.path / sidecar_name(index, self.split)
 
     def partial(self, index: int) -> Path:
         """This process's temporary name for shard ``index`` while it is written: a shard
         rendered twice at once (a Dask task rerun while its first try still runs) never
         shares a half-written file."""
-        return self.path / f"{shard_name(index)}.{process_tag()}{PARTIAL_SUFFIX}"
+        return self.path / f"{shard_name(index, self.split)}.{process_tag()}{PARTIAL_SUFFIX}"
 
     @property
     def manifest_path(self) -> Path:
@@ -420,7 +511,7 @@ class ShardFolder:
         """The sidecar of shard ``index`` if the shard looks complete (a valid sidecar,
         matching size); None otherwise, so that a damaged sidecar means the shard is redone."""
         try:
-            record = Sidecar.load(self.sidecar(index), index)
+            record = Sidecar.load(self.sidecar(index), index, self.split)
             if self.shard(index).stat().st_size == record.bytes:
                 return record
         except (OSError, readback.BadContent):
@@ -431,38 +522,45 @@ class ShardFolder:
         """Write the sidecar of shard ``record.shard``, marking it complete."""
         record.save(self.sidecar(record.shard))
 
-    def write_indexes(self, name: str, plan: ShardPlan) -> None:
-        """``_info.json`` (timm's wds format) and ``sizes.json`` (open_clip)."""
-        names = [shard_name(j) for j in range(plan.num_shards)]
-        lengths = plan.shard_lengths()
-        info = {
-            "name": name,
-            "splits": {
-                "train": {
-                    "name": "train",
-                    "num_samples": plan.num_samples,
-                    "filenames": names,
-                    "shard_lengths": lengths,
-                }
-            },
-        }
+    @staticmethod
+    def index_records(name: str, plans: dict[str, ShardPlan]) -> tuple[dict, dict]:
+        """The contents of ``_info.json`` (timm's wds format: one entry per split, so
+        ``--train-split train --val-split val`` finds each) and ``sizes.json`` (open_clip:
+        samples by shard file name, every split) for the plans of the splits by name."""
+        splits, sizes = {}, {}
+        for split, plan in plans.items():
+            names = [shard_name(j, split) for j in range(plan.num_shards)]
+            lengths = plan.shard_lengths()
+            splits[split] = {
+                "name": split,
+                "num_samples": plan.num_samples,
+                "filenames": names,
+                "shard_lengths": lengths,
+            }
+            sizes.update(zip(names, lengths, strict=True))
+        return {"name": name, "splits": splits}, sizes
+
+    def write_indexes(self, name: str, plans: dict[str, ShardPlan]) -> None:
+        """``_info.json`` and ``sizes.json`` for the splits' plans (see ``index_records``)."""
+        info, sizes = self.index_records(name, plans)
         write_atomic(self.info_path, json.dumps(info, indent=1))
-        write_atomic(self.sizes_path, json.dumps(dict(zip(names, lengths, strict=True)), indent=1))
+        write_atomic(self.sizes_path, json.dumps(sizes, indent=1))
 
     def listing(self) -> Listing:
         """Which shards have a tar, a sidecar or a partial file, from one directory listing
         (no file opened or stat'ed: a folder of 420,000 shard slots is listed in one pass)."""
         found = Listing(set(), set(), set())
+        start = self.prefix + "-"
         try:
             with os.scandir(self.path) as entries:
-                names = [e.name for e in entries if e.name.startswith("shard-")]
+                names = [e.name for e in entries if e.name.startswith(start)]
         except (FileNotFoundError, NotADirectoryError):
             return found
         for name in names:
             if _SHARD_FILE.fullmatch(name):
                 kind = found.tars if name.endswith(".tar") else found.sidecars
-                kind.add(int(name[len("shard-") :].partition(".")[0]))
-            elif (index := partial_shard_index(Path(name))) is not None:
+                kind.add(int(name[len(start) :].partition(".")[0]))
+            elif (index := partial_shard_index(Path(name), self.split)) is not None:
                 found.partials.add(index)
         return found
 
@@ -470,14 +568,15 @@ class ShardFolder:
 
     def partial_indices(self) -> set[int]:
         """Shards with a temporary (partial) file in the folder."""
-        found = (partial_shard_index(p) for p in self.path.glob("shard-*" + PARTIAL_SUFFIX))
+        pattern = self.prefix + "-*" + PARTIAL_SUFFIX
+        found = (partial_shard_index(p, self.split) for p in self.path.glob(pattern))
         return {j for j in found if j is not None}
 
     def remove_partials(self, mine: Callable[[int], bool] = lambda index: True) -> int:
         """Delete the temporary shard files of the shards ``mine`` selects; returns how many."""
         removed = 0
-        for path in self.path.glob("shard-*" + PARTIAL_SUFFIX):
-            index = partial_shard_index(path)
+        for path in self.path.glob(self.prefix + "-*" + PARTIAL_SUFFIX):
+            index = partial_shard_index(path, self.split)
             if index is not None and mine(index):
                 path.unlink(missing_ok=True)
                 removed += 1
@@ -497,7 +596,7 @@ class ShardFolder:
         path = Path(path)
         if not path.is_file():
             return False
-        if is_lock_file(path) or partial_shard_index(path) is not None:
+        if is_lock_file(path) or partial_shard_index(path, None) is not None:
             return True
         name = atomic_target(path.name)
         return name in _INDEX_FILES or _SHARD_FILE.fullmatch(name) is not None
@@ -542,10 +641,17 @@ class ShardFolder:
                 )
             if held["identity"] != identity:
                 if not force:
+                    what = "a different database or settings"
+                    rest = {k: v for k, v in held["identity"].items() if k != VAL}
+                    if rest == {k: v for k, v in identity.items() if k != VAL}:
+                        had, asked = held["identity"].get(VAL, 0), identity.get(VAL, 0)
+                        what = (
+                            f"the same settings with a validation split of {had} per category "
+                            f"or image (this render asks {asked})"
+                        )
                     raise FdgenError(
-                        f"--shards: {out} holds shards of a different database or settings; use "
-                        "--force to replace them (only files fdgen wrote are removed) or choose "
-                        "another folder"
+                        f"--shards: {out} holds shards of {what}; use --force to replace them "
+                        "(only files fdgen wrote are removed) or choose another folder"
                     )
                 return False, False
             try:

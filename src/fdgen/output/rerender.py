@@ -19,9 +19,9 @@ from fdgen.database import load_database
 from fdgen.errors import FdgenError
 from fdgen.families import get_family
 from fdgen.families.base import Family
-from fdgen.output.folder import Manifest, ShardFolder
+from fdgen.output.folder import TRAIN, VAL, Manifest, ShardFolder
 from fdgen.output.plan import ShardPlan
-from fdgen.rendering import ShardTask, shard_plan, shard_samples, shard_task
+from fdgen.rendering import ShardTask, Split, render_splits, shard_samples, split_task
 
 ALL = "all"
 _CHOICE_KEY = 0x5256  # separates the choice of samples to re-render from every other stream
@@ -29,16 +29,27 @@ _CHOICE_KEY = 0x5256  # separates the choice of samples to re-render from every 
 
 @dataclass(frozen=True)
 class Source:
-    """What re-rendering a folder's samples needs: the database, settings, format and plan."""
+    """What re-rendering a folder's samples needs: the database, settings, format and plan
+    (the training split's), and every split of the render."""
 
     db: object  # fdgen.database.Database
     settings: object
     fmt: str
     plan: ShardPlan
+    splits: tuple[Split, ...] = ()
 
     @property
     def family(self) -> Family:
         return get_family(self.db.type)
+
+    def split(self, name: str) -> Split:
+        """The split ``name`` of the render."""
+        for split in self.splits:
+            if split.name == name:
+                return split
+        if name == TRAIN:
+            return Split(TRAIN, self.settings, self.plan)
+        raise KeyError(name)
 
 
 def load_source(folder: Path, manifest: Manifest, db_path: Path | None = None) -> Source:
@@ -79,13 +90,14 @@ def load_source(folder: Path, manifest: Manifest, db_path: Path | None = None) -
         raise FdgenError(
             f"--rerender: {where}: identity.settings do not fit type {db.type} ({exc})"
         ) from None
-    fresh = shard_plan(db, settings, identity["samples_per_shard"])
-    if fresh != plan or dataclasses.asdict(settings) != identity["settings"]:
+    splits = render_splits(db, settings, identity["samples_per_shard"], identity.get(VAL, 0))
+    recorded = [split.plan for split in manifest.splits()]
+    if [s.plan for s in splits] != recorded or dataclasses.asdict(settings) != identity["settings"]:
         raise FdgenError(
             f"--rerender: {where}: the recorded plan or settings differ from what this fdgen "
             "builds from them; the samples cannot be rebuilt"
         )
-    return Source(db, settings, identity["format"], fresh)
+    return Source(db, settings, identity["format"], splits[0].plan, tuple(splits))
 
 
 def chosen_keys(plan: ShardPlan, index: int, family: Family, count: int | str) -> list[str]:
@@ -138,11 +150,15 @@ class ShardRerender:
         raise KeyError(key)  # only chosen keys are compared
 
 
-def shard_rerender(source: Source, index: int, count: int | str) -> ShardRerender:
-    """The re-render check of shard ``index``: ``count`` seeded samples, or ``all``."""
+def shard_rerender(
+    source: Source, index: int, count: int | str, split: str = TRAIN
+) -> ShardRerender:
+    """The re-render check of shard ``index`` of ``split``: ``count`` seeded samples, or
+    ``all``."""
     family = source.family
-    keys = set(chosen_keys(source.plan, index, family, count))
-    task = shard_task(source.db, family, source.settings, source.fmt, source.plan, index)
+    chosen = source.split(split)
+    keys = set(chosen_keys(chosen.plan, index, family, count))
+    task = split_task(source.db, family, chosen, source.fmt, index)
     members = []
     for unit, group, instances in task.members:
         picked = [i for i in instances if family.sample_key(unit, i) in keys]

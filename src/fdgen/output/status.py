@@ -5,24 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fdgen.output.folder import PARTIAL_SUFFIX, ShardFolder, shard_name
+from fdgen.errors import FdgenError
+from fdgen.output.folder import MANIFEST_FILE, PARTIAL_SUFFIX, TRAIN, ShardFolder, shard_name
 
 
 def shard_state(folder: ShardFolder, index: int) -> str:
     """``complete`` (sidecar and matching size), ``incomplete`` (a tar, temporary file or
-    sidecar without the rest) or ``missing`` (nothing written yet)."""
+    sidecar without the rest) or ``missing`` (nothing written yet), of shard ``index`` of the
+    folder's split."""
     if folder.read_sidecar(index) is not None:
         return "complete"
     if folder.shard(index).exists() or folder.sidecar(index).exists():
         return "incomplete"
-    if any(folder.path.glob(shard_name(index) + ".*" + PARTIAL_SUFFIX)):
+    if any(folder.path.glob(shard_name(index, folder.split) + ".*" + PARTIAL_SUFFIX)):
         return "incomplete"
     return "missing"
 
 
 @dataclass(frozen=True)
 class FolderStatus:
-    """Shard indices by state, samples done, and whether the index files are written."""
+    """Shard indices of one split by state, samples done, and whether the index files are
+    written."""
 
     folder: Path
     num_shards: int
@@ -33,18 +36,23 @@ class FolderStatus:
     complete: list[int]
     incomplete: list[int]
     missing: list[int]
+    split: str = TRAIN
 
 
-def folder_status(path: Path) -> FolderStatus:
-    """Where the shard folder ``path`` stands (a clear error if it is not one)."""
-    folder = ShardFolder(path)
+def folder_status(path: Path, split: str = TRAIN) -> FolderStatus:
+    """Where split ``split`` of the shard folder ``path`` stands (a clear error if it is not
+    one, or has no such split)."""
+    folder = ShardFolder(path, split)
     manifest = folder.read_manifest()
-    lengths = manifest.plan.shard_lengths() if manifest.plan else None
+    recorded = next((r for r in manifest.splits() if r.name == split), None)
+    if recorded is None:
+        raise FdgenError(f"{folder.path}: holds no {split} split (see its {MANIFEST_FILE})")
+    lengths = recorded.plan.shard_lengths() if recorded.plan else None
     listing = folder.listing()  # only shards with files are looked at further
     whole, touched = listing.whole(), listing.touched()
     states: dict[str, list[int]] = {"complete": [], "incomplete": [], "missing": []}
     samples_done = 0
-    for j in range(manifest.num_shards):
+    for j in range(recorded.num_shards):
         if j not in touched:
             states["missing"].append(j)
             continue
@@ -56,10 +64,11 @@ def folder_status(path: Path) -> FolderStatus:
             states["incomplete"].append(j)
     return FolderStatus(
         folder.path,
-        manifest.num_shards,
-        manifest.num_samples,
+        recorded.num_shards,
+        recorded.num_samples,
         samples_done,
         lengths,
         folder.info_path.exists() and manifest.status == "complete",
         **states,
+        split=split,
     )

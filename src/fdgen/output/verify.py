@@ -25,6 +25,7 @@ from fdgen.output.folder import (
     HASH_CHUNK,
     INFO_FILE,
     SIZES_FILE,
+    TRAIN,
     Manifest,
     ShardFolder,
     Sidecar,
@@ -63,16 +64,22 @@ _MAX_PROBLEMS = 20  # per shard; a badly damaged shard would otherwise flood the
 
 @dataclass
 class ShardCheck:
-    """The outcome of verifying one shard."""
+    """The outcome of verifying one shard (shard ``index`` of ``split``)."""
 
     index: int
     samples: int = 0
     problems: list[str] | None = None
     rerendered: int = 0  # samples compared with a fresh render (verify --rerender)
+    split: str = TRAIN
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def name(self) -> str:
+        """The shard's file name."""
+        return shard_name(self.index, self.split)
 
 
 def _check_sample(
@@ -175,29 +182,31 @@ def verify_shard(
     plan: ShardPlan | None = None,
     decode: bool = False,
     rerender=None,
+    split: str = TRAIN,
 ) -> ShardCheck:
-    """Check shard ``index`` against its sidecar and the plan: readable tar, sample count,
-    size, sha256, each sample's members (image, cls, json), labels in range, the expected
-    sample keys; with ``decode`` every image is decoded and its size checked. ``rerender``
-    (a ``fdgen.output.rerender.ShardRerender``) compares its chosen samples with a fresh render."""
-    folder = ShardFolder(folder)
-    check = ShardCheck(index, problems=[])
+    """Check shard ``index`` of ``split`` against its sidecar and the plan (that split's):
+    readable tar, sample count, size, sha256, each sample's members (image, cls, json), labels
+    in range, the expected sample keys; with ``decode`` every image is decoded and its size
+    checked. ``rerender`` (a ``fdgen.output.rerender.ShardRerender``) compares its chosen
+    samples with a fresh render."""
+    folder = ShardFolder(folder, split)
+    check = ShardCheck(index, problems=[], split=split)
     problems = check.problems
     categories = manifest.categories
     family, members = _schema(manifest, folder)
     decode_size = manifest.identity["settings"].get("size", 0) if decode else None
     path = folder.shard(index)
     try:
-        record = Sidecar.load(folder.sidecar(index), index)
+        record = Sidecar.load(folder.sidecar(index), index, split)
     except FileNotFoundError:
         state = shard_state(folder, index)
         problems.append("not rendered yet" if state == "missing" else "incomplete (no sidecar)")
         return check
     except OSError as exc:
-        problems.append(f"sidecar {sidecar_name(index)} unreadable ({exc.strerror or exc})")
+        problems.append(f"sidecar {sidecar_name(index, split)} unreadable ({exc.strerror or exc})")
         return check
     except readback.BadContent as exc:
-        problems.append(f"sidecar {sidecar_name(index)} damaged ({exc})")
+        problems.append(f"sidecar {sidecar_name(index, split)} damaged ({exc})")
         return check
     expected_samples = _lengths(plan)[index] if plan else record.samples
     if record.samples != expected_samples:
@@ -281,32 +290,38 @@ def verify_shard(
 
 
 def _check_indexes(folder: ShardFolder, manifest: Manifest) -> list[str]:
-    """Problems with ``_info.json``/``sizes.json`` (checked once the folder is finalised)."""
-    plan = manifest.plan
-    if manifest.status != "complete" or plan is None:
+    """Problems with ``_info.json``/``sizes.json`` (checked once the folder is finalised): one
+    entry per split of the manifest, as ``ShardFolder.index_records`` writes them."""
+    plans = {split.name: split.plan for split in manifest.splits()}
+    if manifest.status != "complete" or None in plans.values():
         return []
-    names = [shard_name(j) for j in range(plan.num_shards)]
-    lengths = plan.shard_lengths()
+    want_info, want_sizes = folder.index_records("", plans)
     problems = []
     try:
         info = readback.parse_json(folder.info_path)
-        split = info["splits"]["train"]
-        if split["filenames"] != names or split["shard_lengths"] != lengths:
-            problems.append(f"{INFO_FILE}: file names or shard lengths differ from the plan")
-        if split["num_samples"] != plan.num_samples:
-            problems.append(f"{INFO_FILE}: num_samples differs from the plan")
+        for name, want in want_info["splits"].items():
+            split = info["splits"][name]
+            if split["filenames"] != want["filenames"]:
+                problems.append(f"{INFO_FILE}: {name} file names differ from the plan")
+            if split["shard_lengths"] != want["shard_lengths"]:
+                problems.append(f"{INFO_FILE}: {name} shard lengths differ from the plan")
+            if split["num_samples"] != want["num_samples"]:
+                problems.append(f"{INFO_FILE}: {name} num_samples differs from the plan")
+        extra = sorted(set(info["splits"]) - set(plans))
+        if extra:
+            problems.append(f"{INFO_FILE}: lists split(s) {', '.join(extra)} the render lacks")
     except OSError as exc:
         problems.append(f"{INFO_FILE}: unreadable ({exc.strerror or exc})")
     except readback.BadContent as exc:
         problems.append(f"{INFO_FILE}: unreadable ({exc})")
     except (KeyError, TypeError, IndexError):
         problems.append(
-            f"{INFO_FILE}: not a wds index (needs splits.train with filenames, shard_lengths "
-            "and num_samples)"
+            f"{INFO_FILE}: not a wds index (needs splits.{'/'.join(plans)} with filenames, "
+            "shard_lengths and num_samples)"
         )
     try:
         sizes = readback.parse_json(folder.sizes_path)
-        if sizes != dict(zip(names, lengths, strict=True)):
+        if sizes != want_sizes:
             problems.append(f"{SIZES_FILE}: differs from the plan")
     except OSError as exc:
         problems.append(f"{SIZES_FILE}: unreadable ({exc.strerror or exc})")
@@ -315,17 +330,20 @@ def _check_indexes(folder: ShardFolder, manifest: Manifest) -> list[str]:
     return problems
 
 
-def _verify_task(folder: str, manifest: Manifest, decode: bool, rerender, index: int):
-    """``verify_shard`` in a worker process; ``rerender`` is None or
-    (``fdgen.output.rerender.Source``, count)."""
-    plan = manifest.plan
+def _verify_task(
+    folder: str, manifest: Manifest, decode: bool, rerender, shard: tuple[str, int]
+) -> ShardCheck:
+    """``verify_shard`` of ``shard`` (split, index) in a worker process; ``rerender`` is None
+    or (``fdgen.output.rerender.Source``, count)."""
+    split, index = shard
+    plan = next(s.plan for s in manifest.splits() if s.name == split)
     fresh = None
     if rerender is not None:
         from fdgen.output.rerender import shard_rerender
 
         source, count = rerender
-        fresh = shard_rerender(source, index, count)
-    return verify_shard(Path(folder), index, manifest, plan, decode, fresh)
+        fresh = shard_rerender(source, index, count, split)
+    return verify_shard(Path(folder), index, manifest, plan, decode, fresh, split)
 
 
 @dataclass(frozen=True)
@@ -333,7 +351,7 @@ class FolderCheck:
     """The outcome of verifying a folder: one ``ShardCheck`` per shard (in index order),
     problems of the index files, samples read, and the manifest."""
 
-    shards: list[ShardCheck]
+    shards: list[ShardCheck]  # every split's, train first
     index_problems: list[str]
     samples: int
     manifest: Manifest
@@ -352,7 +370,8 @@ def verify_folder(
     rerender: int | str = 0,
     source=None,
 ) -> FolderCheck:
-    """Verify every shard of a folder (see ``verify_shard``) and its index files.
+    """Verify every shard of every split of a folder (see ``verify_shard``) and its index
+    files.
 
     ``rerender`` samples per shard (a seeded choice, or ``"all"``) are rendered again and
     compared byte for byte with the stored ones; ``source`` (``fdgen.output.rerender.
@@ -369,12 +388,14 @@ def verify_folder(
         source = load_source(shard_folder.path, manifest)
     task_source = (source, rerender) if rerender else None
     fn = partial(_verify_task, str(shard_folder.path), manifest, decode, task_source)
+    shards = [(s.name, j) for s in manifest.splits() for j in range(s.num_shards)]
+    order = {split: k for k, split in enumerate(dict.fromkeys(name for name, _ in shards))}
     checks = []
-    for check in run_local(fn, range(manifest.num_shards), workers):
+    for check in run_local(fn, shards, workers):
         checks.append(check)
         if progress:
             progress(check)
-    checks.sort(key=lambda c: c.index)
+    checks.sort(key=lambda c: (order[c.split], c.index))
     return FolderCheck(
         checks,
         _check_indexes(shard_folder, manifest),
