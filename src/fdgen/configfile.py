@@ -19,8 +19,8 @@ import yaml
 from fdgen import readback
 
 CONFIG_HELP = (
-    "YAML file of option values: `instances: 100`, keys are long option names (dashes or "
-    "underscores), flags true/false. Options given on the command line override it."
+    "YAML file of option values, `option-name: value` (long option names, dashes or "
+    "underscores; flags true/false). Options given on the command line override it."
 )
 
 
@@ -69,7 +69,7 @@ def _check_value(path: Path, key: str, value: Any, param: click.Option, ctx) -> 
     """``value`` must have the option's type and pass the option's own checks."""
     kinds, what = _kind(param)
     if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
-        choices = getattr(param.type, "choices", None)
+        choices = param.type.choices if isinstance(param.type, click.Choice) else None
         what += f" (one of {', '.join(choices)})" if choices else ""
         _fail(path, f"key {key!r} must be {what}, found {value!r}")
     try:
