@@ -277,3 +277,19 @@ def test_examples_makefile_resumes_an_interrupted_render(tmp_path, make_examples
     assert " render " in out and "4 rendered now" in out, out
     assert (shards / "shard-000000.tar").stat().st_mtime_ns == first_shard  # kept, not redone
     assert snapshot(shards) == complete
+
+
+def test_examples_makefile_resumes_an_interrupted_search(tmp_path, make_examples):
+    db = tmp_path / "data" / "fractaldb-2"
+    shards = tmp_path / "data" / "fractaldb-2-shards"
+    make_examples("INSTANCES=2")
+    categories = {p.name: p.read_bytes() for p in (db / "categories").iterdir()}
+    rendered, first_shard = snapshot(shards), (shards / "shard-000000.tar").stat().st_mtime_ns
+    # as a search killed before its last write leaves it: the progress file, no db.yaml
+    (db / "db.yaml").unlink()
+    out = make_examples("INSTANCES=2")
+    assert "--resume" in out and "--force" not in out.split(" render ")[0], out
+    assert {p.name: p.read_bytes() for p in (db / "categories").iterdir()} == categories
+    # the same database: the render finds its shards complete and keeps them
+    assert snapshot(shards) == rendered
+    assert (shards / "shard-000000.tar").stat().st_mtime_ns == first_shard
