@@ -12,6 +12,7 @@ import click
 
 from fdgen import __version__
 from fdgen.catalog import all_presets
+from fdgen.configfile import config_option
 from fdgen.errors import FdgenError
 from fdgen.families import DEFAULT_TYPE, family_names, get_family
 
@@ -182,6 +183,7 @@ def main() -> None:
 @click.option("--out", type=click.Path(path_type=Path), help="Database folder to write.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted search in --out.")
 @click.option("--force", is_flag=True, help="Start over: replace fdgen's database in --out.")
+@config_option
 @click.pass_context
 def search(ctx, type_, preset, workers, out, resume, force, **_):
     """Sample formula parameters and keep those that pass the family's filter.
@@ -292,6 +294,7 @@ def _note_left(out: Path, names: list[str]) -> None:
     is_flag=True,
     help="Print the plan, disk size and core-hours (from a short calibration); write nothing.",
 )
+@config_option
 @click.pass_context
 def render(ctx, db_arg, shards, preset, fmt, samples_per_shard, workers, force, **kw):
     """Render every instance of every category into WebDataset shards.

@@ -45,11 +45,12 @@ def parse_json(path: Path):
         raise BadContent(f"not JSON ({exc})") from None
 
 
-def parse_yaml(path: Path):
-    """The YAML value in ``path`` as plain JSON-like data; ``BadContent`` otherwise."""
+def parse_yaml(path: Path, loader: type = yaml.SafeLoader):
+    """The YAML value in ``path`` as plain JSON-like data; ``BadContent`` otherwise.
+    ``loader``: a ``yaml.SafeLoader`` subclass with stricter rules."""
     text = _decode(path)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=loader)
     except RecursionError:
         raise BadContent("not YAML (nested too deeply)") from None
     except yaml.YAMLError as exc:
