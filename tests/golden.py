@@ -34,6 +34,9 @@ FIXTURE_CSVS = Path(__file__).resolve().parents[2] / "shared/fixtures/fractaldb-
 FRACTAL = ["--instances", "4", "--size", "48", "--points", "2000", "--samples-per-shard", "6"]
 F3D = ["--size", "32", "--points", "400", "--instances", "24", "--models", "2"]
 F3D += ["--samples-per-shard", "12"]
+VG = ["--size", "32", "--points", "600", "--cloud-points", "200", "--instances", "24"]
+VG += ["--models", "2", "--samples-per-shard", "12"]
+PC = ["--instances", "3", "--main-points", "400", "--mix-points", "101", "--samples-per-shard", "4"]
 CONTOUR = ["--instances", "2", "--size", "64", "--samples-per-shard", "3"]
 SEG = ["--images", "3", "--objects", "3", "--size", "64", "--samples-per-shard", "2"]
 SVD = ["--instances", "3", "--size", "40", "--points", "3000", "--samples-per-shard", "4"]
@@ -62,6 +65,16 @@ CASES: dict[str, dict] = {
     "fractal3d-random": {"db": "fractal3d-search", "render": [*F3D, "--views", "random"]},
     "fractal3d-pointcloud": {"db": "fractal3d-search", "render": [*F3D, "--output", "pointcloud"]},
     "fractal3d-jpg": {"db": "fractal3d-search", "render": [*F3D, "--format", "jpg"]},
+    "vgfractal-search": {
+        "search": ["--type", "vgfractal", "--categories", "2", "--points", "2000"]
+    },
+    "vgfractal": {"db": "vgfractal-search", "render": VG},
+    "vgfractal-world": {"db": "vgfractal-search", "render": [*VG, "--cloud-frame", "world"]},
+    "pcfractal-search": {
+        "search": ["--type", "pcfractal", "--categories", "3", "--points", "2000"]
+    },
+    "pcfractal": {"db": "pcfractal-search", "render": PC},
+    "pcfractal-original": {"db": "pcfractal-search", "render": [*PC, "--mix", "original"]},
     "rcdb-search": {"search": ["--type", "rcdb", "--categories", "2"]},
     "rcdb": {"db": "rcdb-search", "render": CONTOUR},
     "rcdb-jpg": {"db": "rcdb-search", "render": [*CONTOUR, "--format", "jpg"]},

@@ -21,14 +21,18 @@ def test_render_help_shows_each_familys_defaults_not_fractaldbs_for_all():
     # the published sizes: FractalDB 362, MV-FractalDB and SVD fractals 224, RCDB /
     # VisualAtom / SegRCDB 512; the plug-in family of tests/checker_family.py: 64
     sizes = (
-        "[fractal: 362; fractal3d, svdfractal, svdmulti: 224; "
+        "[fractal: 362; fractal3d, svdfractal, svdmulti, vgfractal: 224; "
         "rcdb, visualatom, segrcdb, onepfrac: 512; checker: 64]"
     )
     assert f"--size INTEGER RANGE Image size. {sizes}" in text
     instances = (
-        "[fractal, rcdb, visualatom, svdfractal: 1000; fractal3d: 1740; onepfrac: 1; checker: 4]"
+        "[fractal, rcdb, visualatom, svdfractal, vgfractal, pcfractal: 1000; fractal3d: 1740; "
+        "onepfrac: 1; checker: 4]"
     )
-    assert instances in text
+    assert f"--instances INTEGER RANGE Samples per category. {instances}" in text
+    assert "Camera views. [fractal3d: fixed; vgfractal: random]" in text
+    assert "--main-points INTEGER RANGE Points of the category's fractal. [pcfractal: 8000]" in text
+    assert "--mix-points INTEGER RANGE Points of the mixed-in fractal. [pcfractal: 2001]" in text
     assert "--images INTEGER RANGE Images in all. [segrcdb: 20000; svdmulti: 1000000]" in text
     assert "[362]" not in text and "[1000]" not in text
     assert "j % NUM_SHARDS == SHARD_INDEX" in text  # click prints help as written, no %% escape
@@ -40,6 +44,7 @@ def test_choices_are_the_families_own():
     assert f"--draw [{draw}]" in render
     assert "--views [fixed|random]" in render and "--output [image|pointcloud]" in render
     assert "--mask [lines|ring|filled]" in render
+    assert "--cloud-frame [camera|world]" in render and "--mix [sample|original]" in render
     assert "--rng [default|legacy]" in search
     result = cli("render", "--db", "x", "--mask", "bogus")
     assert result.exit_code == 2 and "'bogus' is not one of 'lines', 'ring', 'filled'" in (

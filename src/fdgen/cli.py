@@ -229,14 +229,27 @@ def _note_left(out: Path, names: list[str]) -> None:
 )
 @setting("render", "size", "Image size.", type=click.IntRange(min=4, max=8192))
 @setting("render", "pad", "Padding.", type=click.IntRange(min=0))
-@setting("render", "points", "Orbit points per image.", type=click.IntRange(min=1))
+@setting("render", "points", "Orbit points per rendering.", type=click.IntRange(min=1))
 @setting("render", "draw", "Drawing mode.", choice=True)
 @setting("render", "weight_delta", "Weight table D.", type=click.FloatRange(0, 0.5))
-@setting("render", "instances", "Images per category.", type=click.IntRange(min=1))
+@setting("render", "instances", "Samples per category.", type=click.IntRange(min=1))
 @setting("render", "views", "Camera views.", choice=True)
 @setting("render", "models", "Models per category.", type=click.IntRange(min=1))
 @setting("render", "view_jitter", "Fixed-view jitter, degrees.", type=float)
 @setting("render", "output", "Payload.", choice=True)
+@setting(
+    "render", "cloud_points", "Points of the sample's cloud (every k-th of the image's orbit).",
+    type=click.IntRange(min=1),
+)  # fmt: skip
+@setting(
+    "render", "cloud_frame", "Frame of the cloud: the view's camera or the model's.", choice=True
+)
+@setting("render", "main_points", "Points of the category's fractal.", type=click.IntRange(min=1))
+@setting("render", "mix_points", "Points of the mixed-in fractal.", type=click.IntRange(min=0))
+@setting(
+    "render", "mix",
+    "FractalNoiseMix seeding: per sample, or the original's sharing.", choice=True,
+)  # fmt: skip
 @setting("render", "images", "Images in all.", type=click.IntRange(min=1))
 @setting("render", "objects", "Objects per image.", type=click.IntRange(min=1))
 @setting(

@@ -26,6 +26,8 @@ FAMILIES = {
     "svdfractal": "fdgen.families.svdfractal",
     "onepfrac": "fdgen.families.onepfrac",
     "svdmulti": "fdgen.families.svdmulti",
+    "vgfractal": "fdgen.families.vgfractal",
+    "pcfractal": "fdgen.families.pcfractal",
 }
 # The default --type, and the type of a folder of original FractalDB CSV files (no db.yaml).
 DEFAULT_TYPE = "fractal"

@@ -1,4 +1,4 @@
-"""3D fractals: MV-FractalDB, ExFractalDB, OFDB-3D and PC-FractalDB (REFERENCE section 2).
+"""3D fractals: MV-FractalDB, ExFractalDB, OFDB-3D and plain point clouds (REFERENCE section 2).
 
 Search: sample 2..7 affine maps of R^3 (12 parameters each in [-1, 1], p proportional to
 |det A|); keep the category when its 10,000-point cloud, scaled into [-1, 1] and centred, is

@@ -160,3 +160,50 @@ def rotate_points(pts, kept, rot, out):
         z = pts[i, 2]
         for a in range(3):
             out[i, a] = rot[a, 0] * x + rot[a, 1] * y + rot[a, 2] * z
+
+
+@njit(cache=True)
+def mix_clouds(main, kept_main, mix, kept_mix, out):
+    """FractalNoiseMix: out[:kept_main] = main[:kept_main], then mix[:kept_mix], both moved by
+    minus the centroid of the concatenation (summed in index order), as float32 into ``out``
+    (at least kept_main + kept_mix rows). Each part is expected normalised and centred."""
+    total = kept_main + kept_mix
+    sx = 0.0
+    sy = 0.0
+    sz = 0.0
+    for i in range(kept_main):
+        sx += main[i, 0]
+        sy += main[i, 1]
+        sz += main[i, 2]
+    for i in range(kept_mix):
+        sx += mix[i, 0]
+        sy += mix[i, 1]
+        sz += mix[i, 2]
+    if total > 0:
+        sx /= total
+        sy /= total
+        sz /= total
+    for i in range(kept_main):
+        out[i, 0] = main[i, 0] - sx
+        out[i, 1] = main[i, 1] - sy
+        out[i, 2] = main[i, 2] - sz
+    for i in range(kept_mix):
+        out[kept_main + i, 0] = mix[i, 0] - sx
+        out[kept_main + i, 1] = mix[i, 1] - sy
+        out[kept_main + i, 2] = mix[i, 2] - sz
+    return total
+
+
+@njit(cache=True)
+def shuffle_indices(state, n, out):
+    """out[:n] = a Fisher-Yates permutation of 0..n-1 from a SplitMix64 stream (one draw per
+    swap, top 53 bits: j = floor(u (i + 1)) for i = n - 1 down to 1); returns the new state."""
+    for i in range(n):
+        out[i] = i
+    for i in range(n - 1, 0, -1):
+        state, bits = next_u64(state)
+        j = np.int64(unit53(bits) * (i + 1))
+        t = out[i]
+        out[i] = out[j]
+        out[j] = t
+    return state
