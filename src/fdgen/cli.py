@@ -231,7 +231,7 @@ def _note_left(out: Path, names: list[str]) -> None:
 @setting("render", "scene_size", "Scene floor side (centres in +-SIZE/2).", type=float)
 @setting("render", "tries", "Placements tried per object.", type=click.IntRange(min=1))
 @setting("render", "overlap_margin", "Gap kept between footprint circles.", type=float)
-@setting("render", "placement_fail", "When every try overlaps: end the scene, or skip.", choice=True)
+@setting("render", "placement_fail", "All tries overlap: end the scene, or skip.", choice=True)
 @setting("render", "mix_points", "FractalNoiseMix points per object.", type=click.IntRange(min=0))
 @setting("render", "fit", "Object cloud into its box: per axis, or one factor.", choice=True)
 @setting("render", "point_labels", "Per-point object labels (labels.npy).", choice=True)
