@@ -29,7 +29,10 @@ def test_render_help_shows_each_familys_defaults_not_fractaldbs_for_all():
         "[fractal, rcdb, visualatom, svdfractal: 1000; fractal3d: 1740; onepfrac: 1; checker: 4]"
     )
     assert instances in text
-    assert "--images INTEGER RANGE Images in all. [segrcdb: 20000; svdmulti: 1000000]" in text
+    assert (
+        "--images INTEGER RANGE Images in all. [segrcdb: 20000; svdmulti: 1000000; pcscenes: 10000]"
+        in text
+    )
     assert "[362]" not in text and "[1000]" not in text
     assert "j % NUM_SHARDS == SHARD_INDEX" in text  # click prints help as written, no %% escape
 
