@@ -222,3 +222,14 @@ def test_preset_is_the_published_scene_set():
     assert (render.scene_size, render.tries, render.overlap_margin) == (15.0, 100, 0.25)
     assert (render.points, render.mix_points, render.placement_fail) == (8000, 2001, "stop")
     assert cfg["search"]["categories"] == 1000 and cfg["search"]["variance"] == 0.05
+
+
+def test_categories_are_the_fractal3d_search(db, tmp_path):
+    folder = tmp_path / "f3"
+    result = cli("search", "--type", "fractal3d", "--categories", str(CATEGORIES),
+                 "--points", "2000", "--workers", "1", "--out", folder)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    ours = sorted((db / "categories").iterdir())
+    assert [p.name for p in ours] == [p.name for p in sorted((folder / "categories").iterdir())]
+    for path in ours:
+        assert path.read_bytes() == (folder / "categories" / path.name).read_bytes()
