@@ -233,3 +233,15 @@ def test_categories_are_the_fractal3d_search(db, tmp_path):
     assert [p.name for p in ours] == [p.name for p in sorted((folder / "categories").iterdir())]
     for path in ours:
         assert path.read_bytes() == (folder / "categories" / path.name).read_bytes()
+
+
+def test_on_the_fly_dataset_gives_the_shards_scenes(db, tmp_path):
+    from fdgen.torch import RenderedDataset
+
+    shards = _render(db, tmp_path / "shards", "--workers", "1")
+    settings = pcscenes.RenderSettings(images=6, points=400, mix_points=100)
+    fly = list(RenderedDataset(db, settings, samples_per_shard=4, output="dict"))
+    written = _read(shards)
+    assert [s["__key__"] for s in fly] == [s["__key__"] for s in written]
+    for a, b in zip(fly, written):
+        assert np.array_equal(a["image"], b["npy"]) and a["json"] == b["json"]
