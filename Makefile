@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench.py
 	$(BIN)/python bench/contours.py --categories 20 --instances 5 --repeats 3
 	$(BIN)/python bench/fractal3d.py
+	$(BIN)/python bench/pcscenes.py
 	$(BIN)/python bench/png.py
 	$(BIN)/python bench/svd.py
 	$(BIN)/python bench/scale.py

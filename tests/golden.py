@@ -40,6 +40,7 @@ PC = ["--instances", "3", "--main-points", "400", "--mix-points", "101", "--samp
 CONTOUR = ["--instances", "2", "--size", "64", "--samples-per-shard", "3"]
 SEG = ["--images", "3", "--objects", "3", "--size", "64", "--samples-per-shard", "2"]
 SVD = ["--instances", "3", "--size", "40", "--points", "3000", "--samples-per-shard", "4"]
+SCENES = ["--images", "3", "--points", "300", "--mix-points", "60", "--samples-per-shard", "2"]
 TINY_2D_SEARCH = ["--points", "4000", "--size", "64", "--pad", "2", "--fill-rate", "0.15"]
 
 CASES: dict[str, dict] = {
@@ -110,6 +111,22 @@ CASES: dict[str, dict] = {
         for draw in ("color_background", "color")
     },
     "segrcdb-val": {"db": "segrcdb-search", "render": [*SEG, "--val-images", "2"]},
+    "pcscenes-search": {"search": ["--type", "pcscenes", "--categories", "2", "--points", "2000"]},
+    "pcscenes": {"db": "pcscenes-search", "render": SCENES},
+    "pcscenes-keep-aspect-skip": {
+        "db": "pcscenes-search",
+        "render": [
+            *SCENES,
+            "--fit",
+            "keep-aspect",
+            "--placement-fail",
+            "skip",
+            "--scene-size",
+            "6",
+            "--point-labels",
+            "none",
+        ],
+    },  # fmt: skip
     "onepfrac-search": {
         "search": ["--type", "onepfrac", "--categories", "2", "--points", "4000", "--size", "64"]
     },

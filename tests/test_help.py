@@ -32,8 +32,14 @@ def test_render_help_shows_each_familys_defaults_not_fractaldbs_for_all():
     assert f"--instances INTEGER RANGE Samples per category. {instances}" in text
     assert "Camera views. [fractal3d: fixed; vgfractal: random]" in text
     assert "--main-points INTEGER RANGE Points of the category's fractal. [pcfractal: 8000]" in text
-    assert "--mix-points INTEGER RANGE Points of the mixed-in fractal. [pcfractal: 2001]" in text
-    assert "--images INTEGER RANGE Images in all. [segrcdb: 20000; svdmulti: 1000000]" in text
+    assert (
+        "--mix-points INTEGER RANGE Points of the mixed-in fractal (pcscenes: per object). "
+        "[pcfractal, pcscenes: 2001]" in text
+    )
+    assert (
+        "--images INTEGER RANGE Images in all. [segrcdb: 20000; svdmulti: 1000000; pcscenes: 10000]"
+        in text
+    )
     assert "[362]" not in text and "[1000]" not in text
     assert "j % NUM_SHARDS == SHARD_INDEX" in text  # click prints help as written, no %% escape
 

@@ -245,7 +245,10 @@ def _note_left(out: Path, names: list[str]) -> None:
     "render", "cloud_frame", "Frame of the cloud: the view's camera or the model's.", choice=True
 )
 @setting("render", "main_points", "Points of the category's fractal.", type=click.IntRange(min=1))
-@setting("render", "mix_points", "Points of the mixed-in fractal.", type=click.IntRange(min=0))
+@setting(
+    "render", "mix_points", "Points of the mixed-in fractal (pcscenes: per object).",
+    type=click.IntRange(min=0),
+)  # fmt: skip
 @setting(
     "render", "mix",
     "FractalNoiseMix seeding: per sample, or the original's sharing.", choice=True,
@@ -256,6 +259,13 @@ def _note_left(out: Path, names: list[str]) -> None:
     "render", "mask",
     "Mask: contour lines, ring between first and last contour, filled.", choice=True,
 )  # fmt: skip
+@setting("render", "object_poisson", "Mean of the Poisson objects added per scene.", type=float)
+@setting("render", "scene_size", "Scene floor side (centres in +-SIZE/2).", type=float)
+@setting("render", "tries", "Placements tried per object.", type=click.IntRange(min=1))
+@setting("render", "overlap_margin", "Gap kept between footprint circles.", type=float)
+@setting("render", "placement_fail", "All tries overlap: end the scene, or skip.", choice=True)
+@setting("render", "fit", "Object cloud into its box: per axis, or one factor.", choice=True)
+@setting("render", "point_labels", "Per-point object labels (labels.npy).", choice=True)
 @click.option(
     "--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True
 )

@@ -28,6 +28,7 @@ FAMILIES = {
     "svdmulti": "fdgen.families.svdmulti",
     "vgfractal": "fdgen.families.vgfractal",
     "pcfractal": "fdgen.families.pcfractal",
+    "pcscenes": "fdgen.families.pcscenes",
 }
 # The default --type, and the type of a folder of original FractalDB CSV files (no db.yaml).
 DEFAULT_TYPE = "fractal"
