@@ -26,6 +26,7 @@ FAMILIES = {
     "svdfractal": "fdgen.families.svdfractal",
     "onepfrac": "fdgen.families.onepfrac",
     "svdmulti": "fdgen.families.svdmulti",
+    "videoperlin": "fdgen.families.videoperlin",
 }
 # The default --type, and the type of a folder of original FractalDB CSV files (no db.yaml).
 DEFAULT_TYPE = "fractal"
