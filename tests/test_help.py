@@ -22,11 +22,12 @@ def test_render_help_shows_each_familys_defaults_not_fractaldbs_for_all():
     # VisualAtom / SegRCDB 512; the plug-in family of tests/checker_family.py: 64
     sizes = (
         "[fractal: 362; fractal3d, svdfractal, svdmulti: 224; "
-        "rcdb, visualatom, segrcdb, onepfrac: 512; checker: 64]"
+        "rcdb, visualatom, segrcdb, onepfrac: 512; videoperlin: 112; checker: 64]"
     )
     assert f"--size INTEGER RANGE Image size. {sizes}" in text
     instances = (
-        "[fractal, rcdb, visualatom, svdfractal: 1000; fractal3d: 1740; onepfrac: 1; checker: 4]"
+        "[fractal, rcdb, visualatom, svdfractal: 1000; fractal3d: 1740; onepfrac: 1; "
+        "videoperlin: 100; checker: 4]"
     )
     assert instances in text
     assert "--images INTEGER RANGE Images in all. [segrcdb: 20000; svdmulti: 1000000]" in text
@@ -38,7 +39,7 @@ def test_choices_are_the_families_own():
     render, search = _help("render"), _help("search")
     draw = "patch_gray|patch_color|point_gray|point_color|color_background|color|gray"
     assert f"--draw [{draw}]" in render
-    assert "--views [fixed|random]" in render and "--output [image|pointcloud]" in render
+    assert "--views [fixed|random]" in render and "--output [image|pointcloud|npy|mp4]" in render
     assert "--mask [lines|ring|filled]" in render
     assert "--rng [default|legacy]" in search
     result = cli("render", "--db", "x", "--mask", "bogus")
