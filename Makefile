@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/pcscenes.py
 	$(BIN)/python bench/png.py
 	$(BIN)/python bench/svd.py
+	$(BIN)/python bench/videoperlin.py
 	$(BIN)/python bench/scale.py
 
 # FractalDB-1k end to end: search + 1,000 x 1,000 images on all cores (about 13 min on 2 cores,

@@ -134,7 +134,20 @@ CASES: dict[str, dict] = {
         "db": "onepfrac-search",
         "render": ["--size", "48", "--points", "2000", "--samples-per-shard", "1"],
     },
-}
+    "videoperlin-search": {
+        "search": [
+            "--type", "videoperlin", "--categories", "4", "--spatial-frequencies", "1,8",
+            "--time-frequencies", "2",
+        ]
+    },
+    "videoperlin": {
+        "db": "videoperlin-search",
+        "render": [
+            "--instances", "2", "--size", "24", "--frames", "6", "--octaves", "2",
+            "--samples-per-shard", "5",
+        ],
+    },
+}  # fmt: skip
 
 # Entries whose bytes come from OpenCV's bundled libjpeg rather than fdgen's own code.
 JPEG_CASES = sorted(name for name, case in CASES.items() if "jpg" in case.get("render", []))

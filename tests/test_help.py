@@ -22,12 +22,12 @@ def test_render_help_shows_each_familys_defaults_not_fractaldbs_for_all():
     # VisualAtom / SegRCDB 512; the plug-in family of tests/checker_family.py: 64
     sizes = (
         "[fractal: 362; fractal3d, svdfractal, svdmulti, vgfractal: 224; "
-        "rcdb, visualatom, segrcdb, onepfrac: 512; checker: 64]"
+        "rcdb, visualatom, segrcdb, onepfrac: 512; videoperlin: 112; checker: 64]"
     )
     assert f"--size INTEGER RANGE Image size. {sizes}" in text
     instances = (
         "[fractal, rcdb, visualatom, svdfractal, vgfractal, pcfractal: 1000; fractal3d: 1740; "
-        "onepfrac: 1; checker: 4]"
+        "onepfrac: 1; videoperlin: 100; checker: 4]"
     )
     assert f"--instances INTEGER RANGE Samples per category. {instances}" in text
     assert "Camera views. [fractal3d: fixed; vgfractal: random]" in text
@@ -48,7 +48,7 @@ def test_choices_are_the_families_own():
     render, search = _help("render"), _help("search")
     draw = "patch_gray|patch_color|point_gray|point_color|color_background|color|gray"
     assert f"--draw [{draw}]" in render
-    assert "--views [fixed|random]" in render and "--output [image|pointcloud]" in render
+    assert "--views [fixed|random]" in render and "--output [image|pointcloud|npy|mp4]" in render
     assert "--mask [lines|ring|filled]" in render
     assert "--cloud-frame [camera|world]" in render and "--mix [sample|original]" in render
     assert "--rng [default|legacy]" in search

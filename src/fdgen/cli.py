@@ -179,6 +179,8 @@ def main() -> None:
 @setting("search", "rng", "Random stream.", choice=True)
 @setting("search", "sigma", "Sigma-factor of the base system.", type=float)
 @setting("search", "delta", "Perturbation range D: factors U(1 - D, 1 + D).", type=float)
+@setting("search", "spatial_frequencies", "Spatial frequencies (x and y), e.g. 1,2,4.")
+@setting("search", "time_frequencies", "Temporal frequencies, e.g. 1,2.")
 @click.option("--workers", type=click.IntRange(min=1), help="Processes [all cores].")
 @click.option("--out", type=click.Path(path_type=Path), help="Database folder to write.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted search in --out.")
@@ -253,6 +255,9 @@ def _note_left(out: Path, names: list[str]) -> None:
     "render", "mix",
     "FractalNoiseMix seeding: per sample, or the original's sharing.", choice=True,
 )  # fmt: skip
+@setting("render", "frames", "Frames per clip.", type=click.IntRange(min=1))
+@setting("render", "octaves", "Noise octaves.", type=click.IntRange(min=1))
+@setting("render", "persistence", "Amplitude ratio of successive octaves.", type=float)
 @setting("render", "images", "Images in all.", type=click.IntRange(min=1))
 @setting("render", "objects", "Objects per image.", type=click.IntRange(min=1))
 @setting(

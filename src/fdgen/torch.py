@@ -57,14 +57,15 @@ class RenderedDataset(IterableDataset):
     ``output="raw"``, the encoding). ``output``:
 
     - ``"tuple"`` (default): ``(image, label)``, image a uint8 tensor C x H x W (after
-      ``transform`` if given, which receives that tensor), label an int. Families whose
+      ``transform`` if given, which receives that tensor; the family's ``payload_tensor``
+      layout, e.g. 1 x T x H x W for a Video Perlin Noise clip), label an int. Families whose
       target is a member (SegRCDB's ``seg.png`` mask) give ``(image, target)``, the target
       an int64 tensor H x W of class ids (0 is the background; ``transform`` sees the image
       only);
     - ``"dict"``: ``{"__key__", "image"`` (H x W or H x W x C uint8 array, the lossless
-      pixels), ``"cls"`` (int), ``"json"`` (dict)``}``; with a target member, that member
-      under its name less the extension (SegRCDB: ``"seg"``, the H x W uint8 mask) instead
-      of ``"cls"``;
+      pixels; a clip T x H x W), ``"cls"`` (int), ``"json"`` (dict)``}``; with a target
+      member, that member under its name less the extension (SegRCDB: ``"seg"``, the H x W
+      uint8 mask) instead of ``"cls"``;
     - ``"raw"``: the tar members as bytes, ``{"__key__", fmt, "cls", "json"}`` (SegRCDB:
       ``"seg.png"`` instead of ``"cls"``), byte for byte what the shards hold.
 
@@ -183,9 +184,7 @@ class RenderedDataset(IterableDataset):
                     "json": _json(sample.meta),
                 }
                 continue
-            tensor = torch.from_numpy(
-                pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1).copy()
-            )
+            tensor = torch.from_numpy(self.family.payload_tensor(pixels))
             if target_member is not None:
                 target = torch.from_numpy(target).long()
             yield (self.transform(tensor) if self.transform else tensor), target

@@ -29,6 +29,7 @@ FAMILIES = {
     "vgfractal": "fdgen.families.vgfractal",
     "pcfractal": "fdgen.families.pcfractal",
     "pcscenes": "fdgen.families.pcscenes",
+    "videoperlin": "fdgen.families.videoperlin",
 }
 # The default --type, and the type of a folder of original FractalDB CSV files (no db.yaml).
 DEFAULT_TYPE = "fractal"

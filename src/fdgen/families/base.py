@@ -262,6 +262,12 @@ class Family(ABC):
         meta = {"category": group.unit, "instance": instance, **fields, "file": group.file}
         return Sample.build(self.sample_key(group.unit, instance), payload, meta, group.unit)
 
+    def payload_tensor(self, payload: np.ndarray) -> np.ndarray:
+        """The array the on-the-fly dataset's ``tuple`` output makes a tensor of: a payload
+        H x W (an image, or a point cloud N x 3) gets a leading axis, an image H x W x C
+        becomes C x H x W. A video family returns C x T x H x W."""
+        return payload[None] if payload.ndim == 2 else payload.transpose(2, 0, 1).copy()
+
     # --- reporting
 
     def describe(self, db) -> list[tuple[str, str]]:
