@@ -136,4 +136,4 @@ def test_render_preset_takes_that_presets_render_settings(tmp_path):
     small = ["--size", "64", "--points", "2000", "--workers", "1"]
     result = cli("render", "--db", db, "--shards", tmp_path / "s", "--preset", "OFDB-1k", *small)
     assert result.exit_code == 0, result.output
-    assert "2 samples in 1 shards" in result.output  # OFDB-1k: one instance per category
+    assert "2 samples in 1 shard " in result.output  # OFDB-1k: one instance per category

@@ -366,18 +366,22 @@ def render(ctx, db_arg, shards, preset, fmt, samples_per_shard, workers, force, 
         _note_left(out, result.left)
         return
     held_out = (
-        f" + val {val_split['num_samples']:,} samples in {val_split['num_shards']} shards"
+        f" + val {val_split['num_samples']:,} samples in {_shards(val_split['num_shards'])}"
         if val_split
         else ""
     )
     click.echo(
-        f"{out}: {manifest['num_samples']:,} samples in {manifest['num_shards']} shards"
+        f"{out}: {manifest['num_samples']:,} samples in {_shards(manifest['num_shards'])}"
         f"{held_out} ({manifest['rendered_now']:,} rendered now"
         + (f", {rate:,.0f} images/s" if rate else "")
         + f"; {manifest['diverged']:,} from diverged orbits; "
         f"{manifest['bytes'] / 2**20:,.1f} MiB)"
     )
     _note_left(out, result.left)
+
+
+def _shards(count: int) -> str:
+    return f"{count:,} shard" + ("" if count == 1 else "s")
 
 
 @main.command()
