@@ -43,6 +43,7 @@ NOISE_DECAY = (0.4, 0.8)
 NOISE_HUE = ((0.25, 1.0), (0.0, 1.0))
 NOISE_SAT = ((0.1, 0.3), (0.4, 0.6))
 NOISE_VAL = ((0.3, 0.6), (0.4, 0.6))
+NOISE_DRAWS = 8  # generator outputs one background's draws take: decay, stream, 3 x 2 colours
 
 
 # --- sampling a system ------------------------------------------------------------------------
@@ -290,11 +291,19 @@ class Renderer:
 
     @staticmethod
     def noise_draws(rng: np.random.Generator) -> tuple:
-        """The draws of one background: decay, noise stream, hue, saturation, value pairs."""
+        """The draws of one background: decay, noise stream, hue, saturation, value pairs.
+        They take NOISE_DRAWS 64-bit outputs of the generator (see ``skip_noise_draws``)."""
         decay = rng.uniform(*NOISE_DECAY)
         state = np.uint64(rng.integers(0, 2**64, dtype=np.uint64))
         colors = [np.array([rng.uniform(*r) for r in p]) for p in (NOISE_HUE, NOISE_SAT, NOISE_VAL)]
         return decay, state, *colors
+
+    @staticmethod
+    def skip_noise_draws(rng: np.random.Generator) -> None:
+        """Advance ``rng`` past ``noise_draws`` without making them (modes without a
+        background): each uniform and the full-range uint64 take one 64-bit output, as
+        each double of ``random`` does, so the later draws are the same."""
+        rng.random(NOISE_DRAWS)
 
     def noise_background(self, draws: tuple, size: int) -> np.ndarray:
         """A colourised diamond-square noise image (size x size x 3) from ``noise_draws``."""
@@ -317,7 +326,8 @@ class Renderer:
         s = self.settings
         rng = np.random.default_rng([s.seed, category, instance])
         draws = Draws.draw(rng, params)
-        noise = self.noise_draws(rng)  # drawn in every mode: modes share their geometry
+        # drawn (or skipped) in every mode: the modes share their geometry and blur
+        noise = self.noise_draws(rng) if self.background else self.skip_noise_draws(rng)
         fg = self.oriented_fractal(params, draws, s.size)
         if self.background:
             out = self.noise_background(noise, s.size)
