@@ -39,10 +39,12 @@ def mean_sd(values: list[float]) -> str:
 
 
 def gain_cell(result: dict) -> str:
-    """Pre-trained accuracy, paired gain over the baseline and how many seeds are ahead."""
-    gains = [p - b for p, b in zip(result["pre"], result["base"], strict=True)]
-    ahead = sum(g > 0 for g in gains)
-    return f"{mean_sd(result['pre'])} ({np.mean(gains):+.2f}, {ahead}/{len(gains)})"
+    """Pre-trained accuracy; the paired gain over the baseline +- its standard error (sample
+    standard deviation of the per-seed gains / sqrt(seeds)); how many seeds are ahead."""
+    gains = np.array([p - b for p, b in zip(result["pre"], result["base"], strict=True)])
+    ahead = int((gains > 0).sum())
+    error = f" +- {gains.std(ddof=1) / np.sqrt(len(gains)):.2f}" if len(gains) > 1 else ""
+    return f"{mean_sd(result['pre'])} ({gains.mean():+.2f}{error}, {ahead}/{len(gains)})"
 
 
 def wall_times(path: Path) -> dict[str, int]:
