@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-slow test-clients bench bench-1k lint clean transfer
+.PHONY: install run test test-slow test-clients bench bench-1k lint clean transfer transfer-compare
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,18 +66,42 @@ bench: $(STAMP)
 bench-1k: $(STAMP)
 	$(BIN)/python bench/bench.py --slice 1
 
-# Transfer experiment (docs/training.md): pre-train on 100 FractalDB-1k categories, fine-tune on
-# Fashion-MNIST (Debian's dataset-fashion-mnist, installed if missing). About 8 min on 2 cores.
+# Transfer experiment (docs/training.md): pre-train on 100 categories x 200 images of one
+# family's preset (64 px, read back at 32 px grey), fine-tune on Fashion-MNIST (Debian's
+# dataset-fashion-mnist, installed if missing). About 8 min on 2 cores for FractalDB.
+#   make transfer                                  # FractalDB-1k
+#   make transfer PRESET=SVDFractal-1k             # any single-label preset (`fdgen presets`)
+#   make transfer-compare                          # the families of docs/training.md, one table
+# Per-image families (SVDFractal-Multi-1k, SegRCDB) carry no single class: not applicable.
 FASHION  := /usr/share/datasets/fashion-mnist
-TRANSFER := out/transfer
+PRESET   ?= FractalDB-1k
+TRANSFER_ROOT := out/transfer
+TRANSFER := $(TRANSFER_ROOT)/$(PRESET)
+TRANSFER_ARGS ?=
+TRANSFER_FAMILIES ?= FractalDB-1k SVDFractal-1k 1p-frac RCDB-1k VisualAtom-1k
+PER_IMAGE_PRESETS := SVDFractal-Multi-1k SegRCDB
 transfer: $(STAMP)
+	@if echo " $(PER_IMAGE_PRESETS) " | grep -q " $(PRESET) "; then \
+		echo "make transfer: PRESET=$(PRESET) has per-image samples with no single class label;" \
+			"choose a single-label preset (fdgen presets)" >&2; exit 2; fi
 	@test -f $(FASHION)/t10k-labels-idx1-ubyte.gz || apt-get install -y dataset-fashion-mnist \
 		|| sudo apt-get install -y dataset-fashion-mnist
-	$(BIN)/fdgen search --preset FractalDB-1k --categories 100 --workers 2 --out $(TRANSFER)/db \
+	$(BIN)/fdgen search --preset $(PRESET) --categories 100 --workers 2 --out $(TRANSFER)/db \
 		$(if $(wildcard $(TRANSFER)/db/search-progress.json),--resume)
 	$(BIN)/fdgen render --db $(TRANSFER)/db --instances 200 --size 64 --samples-per-shard 2000 \
 		--workers 2 --shards $(TRANSFER)/shards
-	$(BIN)/python examples/transfer/transfer.py --shards $(TRANSFER)/shards --out $(TRANSFER)
+	$(BIN)/python examples/transfer/transfer.py --shards $(TRANSFER)/shards --out $(TRANSFER) \
+		--baseline $(TRANSFER_ROOT)/baseline.json $(TRANSFER_ARGS)
+
+# One family after another (no shuffled-label control), then one table: compare.md.
+transfer-compare: $(STAMP)
+	@for preset in $(TRANSFER_FAMILIES); do \
+		start=$$(date +%s); \
+		$(MAKE) --no-print-directory transfer PRESET=$$preset \
+			TRANSFER_ARGS="--no-control $(TRANSFER_ARGS)" || exit 1; \
+		echo "$$preset $$(( $$(date +%s) - start ))" >> $(TRANSFER_ROOT)/wall-times.txt; \
+	done
+	$(BIN)/python examples/transfer/compare.py --root $(TRANSFER_ROOT) $(TRANSFER_FAMILIES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

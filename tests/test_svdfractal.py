@@ -83,21 +83,53 @@ def test_singular_values_meet_the_constraints_for_any_map_count(n_maps):
         assert abs((s[:, 0] + 2 * s[:, 1]).sum() - alpha) < 1e-12
 
 
-def test_density_matches_numpy_histogram_of_patches():
+@pytest.mark.parametrize("shape", [(40, 30), (6, 5)])  # (6, 5): fewer border cells than spill
+def test_density_matches_numpy_histogram_of_patches(shape):
     rng = np.random.default_rng(0)
     xs, ys = rng.uniform(-1.2, 1.2, 5000), rng.uniform(-1.1, 1.3, 5000)
+    xs[:3], ys[3:6] = [np.nan, np.inf, -1e300], [np.nan, -np.inf, 1e300]  # never drawn
     mask = 0b101100011
-    counts = np.zeros((40, 30), np.int32)
+    h, w = shape
+    counts = np.zeros(shape, np.int32)
     top = ks.density(xs, ys, -1.0, -1.0, 1.0, 1.0, mask, counts)
-    want = np.zeros((40, 30), np.int64)
-    cols = np.floor((xs + 1.0) * 29 / 2.0).astype(int)
-    rows = np.floor((ys + 1.0) * 39 / 2.0).astype(int)
+    want = np.zeros(shape, np.int64)
+    finite = np.isfinite(xs) & np.isfinite(ys) & (np.abs(xs) < 10) & (np.abs(ys) < 10)
+    cols = np.floor((xs[finite] + 1.0) * (w - 1) / 2.0).astype(int)
+    rows = np.floor((ys[finite] + 1.0) * (h - 1) / 2.0).astype(int)
     for cell in range(9):
         if mask >> (8 - cell) & 1:
             r, c = rows + cell // 3 - 1, cols + cell % 3 - 1
-            inside = (r >= 0) & (r < 40) & (c >= 0) & (c < 30)
+            inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
             np.add.at(want, (r[inside], c[inside]), 1)
     assert np.array_equal(counts, want) and top == want.max()
+
+
+@pytest.mark.parametrize("draw", ["gray", "color", "color_background"])
+def test_fused_flips_equal_flipping_the_rendered_fractal(draw):
+    """The colouring that writes the flipped image equals colouring, then numpy's flips."""
+    systems = [c.params for c in get_family("svdfractal").evaluate_candidates(
+        sf.SearchSettings(), (0, 4))]  # fmt: skip
+    renderer = sf.Renderer(sf.RenderSettings(size=40, points=4000, draw=draw))
+    seen = set()
+    for instance in range(24):
+        params = systems[instance % 4]
+        draws = sf.Draws.draw(np.random.default_rng([5, instance]), params)
+        seen.add((draws.transpose, draws.flip_v, draws.flip_h))
+        fused = renderer.oriented_fractal(params, draws, 40)
+        want = renderer.flipped(renderer.fractal(params, draws, 40, window=True), draws)
+        assert np.array_equal(fused, want[:, :, 0] if renderer.gray else want)
+    assert len(seen) >= 6  # most of the 8 orientations were exercised
+
+
+def test_skipping_the_noise_draws_leaves_the_generator_where_drawing_them_does():
+    for seed in range(20):
+        drawn, skipped = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 1])
+        for rng in (drawn, skipped):  # the draws before them, including 32-bit ones
+            sf.Draws.draw(rng, np.eye(2, 7))
+        sf.Renderer.noise_draws(drawn)
+        sf.Renderer.skip_noise_draws(skipped)
+        assert drawn.bit_generator.state == skipped.bit_generator.state
+        assert drawn.random() == skipped.random()
 
 
 def test_gray_mode_is_grey_on_black_and_modes_share_their_geometry(tmp_path):

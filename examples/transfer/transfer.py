@@ -1,13 +1,19 @@
-"""Transfer experiment: does an fdgen FractalDB pre-train a CNN for real images?
+"""Transfer experiment: does an fdgen dataset pre-train a CNN for real images?
 
-Pre-trains a small CNN (4 conv + BN layers, 1 x 32 x 32 input) on FractalDB shards written by
-``fdgen render`` (read back with webdataset), then fine-tunes all layers on a small balanced
-subset of Fashion-MNIST and evaluates on its full 10,000-image test set, against the same
-network trained from random initialisation with the same schedule. Also: a frozen-feature
-linear probe, a control pre-trained on the same images with shuffled labels, and a larger
-subset. Prints a table, writes results.json, results.md and a PNG plot (drawn with OpenCV).
+Pre-trains a small CNN (4 conv + BN layers, 1 x 32 x 32 input) on the shards of any
+single-label family written by ``fdgen render`` (FractalDB, SVD fractals, 1p-frac, RCDB,
+VisualAtom, ...; read back with webdataset, converted to grey), then fine-tunes all layers on
+a small balanced subset of Fashion-MNIST and evaluates on its full 10,000-image test set,
+against the same network trained from random initialisation with the same schedule. Also: a
+frozen-feature linear probe, a control pre-trained on the same images with shuffled labels,
+and a larger subset. Prints a table, writes results.json, results.md and a PNG plot (OpenCV).
 
-    python examples/transfer/transfer.py --shards out/transfer/shards --out out/transfer
+    python examples/transfer/transfer.py --shards out/transfer/FractalDB-1k/shards \
+        --out out/transfer/FractalDB-1k --baseline out/transfer/baseline.json
+
+The scratch and random-init runs do not depend on the pre-training data; ``--baseline FILE``
+keeps them in FILE (keyed by the downstream protocol) so that runs on several families
+compute them once. ``compare.py`` puts several families' results in one table.
 
 See docs/training.md for the results and ``make transfer`` for the whole pipeline.
 """
@@ -66,9 +72,19 @@ def load_fashion(folder: Path) -> dict[str, np.ndarray]:
 
 
 def load_shards(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Every image and label of an fdgen shard folder (via its _info.json), resized to 32."""
+    """Every image and label of an fdgen shard folder (via its _info.json), resized to 32.
+    Colour images are converted to grey (webdataset's ``l8``: ITU-R 601 luma)."""
     info = json.loads((folder / "_info.json").read_text())["splits"]["train"]
     urls = [str(folder / name) for name in info["filenames"]]
+    with wds.WebDataset(urls[:1], shardshuffle=False) as first:
+        sample = next(iter(first))
+    if "cls" not in sample:
+        found = ", ".join(sorted(k for k in sample if not k.startswith("__")))
+        raise SystemExit(
+            f"{folder}: samples carry no .cls label (found: {found}); the transfer experiment "
+            "needs a single-label family (per-image families such as svdmulti and segrcdb "
+            "are not applicable)"
+        )
     pipeline = wds.WebDataset(urls, shardshuffle=False).decode("l8").to_tuple("png;jpg", "cls")
     images, labels = [], []
     for image, label in pipeline:
@@ -146,8 +162,9 @@ def train(
     seed: int,
     scale: tuple[float, float],
     label: str = "",
-) -> None:
-    """SGD with momentum, cosine learning rate, weight decay 5e-4, fresh random batches."""
+) -> float:
+    """SGD with momentum, cosine learning rate, weight decay 5e-4, fresh random batches;
+    the final running (exponentially averaged) loss."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.15)
@@ -167,6 +184,7 @@ def train(
         running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
         if label and (step + 1) % max(1, steps // 5) == 0:
             log(f"  {label}: step {step + 1}/{steps}, loss {running:.3f}")
+    return running
 
 
 @torch.no_grad()
@@ -292,8 +310,10 @@ def _init_worker(args) -> None:
 
 
 def _pretrain_task(label: str) -> dict:
-    """Pre-train on the FractalDB shards (``label`` "real" or "shuffled"); a state dict."""
+    """Pre-train on the shards (``label`` "real" or "shuffled"): the state dict, the final
+    running loss, the number of classes and the seconds it took."""
     args = DATA["args"]
+    started = time.perf_counter()
     images, labels = load_shards(args.shards)
     x, y = to_tensor(images), torch.from_numpy(labels)
     if label == "shuffled":
@@ -303,8 +323,17 @@ def _pretrain_task(label: str) -> dict:
     model = Net(classes)
     steps = int(args.pretrain_epochs * len(x)) // args.pretrain_batch
     log(f"pre-training ({label} labels): {len(x):,} images, {classes} classes, {steps} steps")
-    train(model, x, y, steps, args.pretrain_batch, args.pretrain_lr, 0, args.pretrain_scale, label)
-    return {k: v.clone() for k, v in model.state_dict().items()}
+    loss = train(
+        model, x, y, steps, args.pretrain_batch, args.pretrain_lr, 0, args.pretrain_scale, label
+    )
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    return {
+        "state": state,
+        "loss": loss,
+        "classes": classes,
+        "images": len(x),
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def _backbone(state: dict | None) -> Net:
@@ -345,6 +374,61 @@ def _probe_task(name: str, state: dict | None, size: int, seed: int) -> float:
     return linear_probe(features(model, x), y, DATA[key], DATA["test_y"])
 
 
+# --- baseline cache -------------------------------------------------------------------------
+# Scratch fine-tuning and the random-init probe see no pre-training data: for one downstream
+# protocol they are the same on every family, so a run on several families computes them once.
+
+BASELINE_FIELDS = (
+    "seeds",
+    "subset",
+    "large_subset",
+    "large_seeds",
+    "finetune_steps",
+    "finetune_batch",
+    "finetune_lr",
+)
+
+
+def baseline_key(args: argparse.Namespace) -> dict:
+    """What the scratch and random-init results depend on."""
+    key = {name: getattr(args, name) for name in BASELINE_FIELDS}
+    key["torch"] = torch.__version__
+    return key
+
+
+def read_baseline(path: Path | None, key: dict) -> dict | None:
+    """The cached baseline results for ``key``, or None (no file, or another protocol)."""
+    if path is None or not path.exists():
+        return None
+    entries = json.loads(path.read_text())
+    return next((e["results"] for e in entries if e["key"] == key), None)
+
+
+def write_baseline(path: Path | None, key: dict, results: dict) -> None:
+    if path is None:
+        return
+    entries = json.loads(path.read_text()) if path.exists() else []
+    entries = [e for e in entries if e["key"] != key] + [{"key": key, "results": results}]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries, indent=1))
+
+
+def shard_summary(folder: Path) -> dict:
+    """Family, preset, render settings and render speed of a shard folder (its manifest)."""
+    path = folder / "manifest.json"
+    if not path.exists():
+        return {}
+    manifest = json.loads(path.read_text())
+    identity = manifest.get("identity", {})
+    return {
+        "type": identity.get("type"),
+        "preset": manifest.get("database_preset"),
+        "settings": identity.get("settings"),
+        "render_s": manifest.get("elapsed_s"),
+        "images_per_s": manifest.get("images_per_s"),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shards", type=Path, required=True, help="fdgen shard folder")
@@ -363,6 +447,12 @@ def main() -> None:
     parser.add_argument("--finetune-lr", type=float, default=0.05)
     parser.add_argument("--no-control", action="store_true", help="skip the shuffled-label run")
     parser.add_argument("--jobs", type=int, default=2, help="processes (one thread each)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="JSON file that keeps the scratch and random-init results of this downstream "
+        "protocol, so that runs on other families reuse them (computed if missing)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for name in ("t10k-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
@@ -373,43 +463,69 @@ def main() -> None:
     if not (args.shards / "_info.json").exists():
         raise SystemExit(f"{args.shards}: no _info.json; render the shards first (make transfer)")
 
+    seeds = list(range(args.seeds))
+    large_seeds = list(range(args.large_seeds if args.large_subset else 0))
+    key = baseline_key(args)
+    cached = read_baseline(args.baseline, key)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.jobs, context, _init_worker, (args,)) as pool:
         labels = ["real"] + ([] if args.no_control else ["shuffled"])
-        states = dict(zip(labels, pool.map(_pretrain_task, labels), strict=True))
-        log("pre-training done; fine-tuning and probing")
-        pre, control = states["real"], states.get("shuffled")
-        seeds = list(range(args.seeds))
+        pretraining = {label: pool.submit(_pretrain_task, label) for label in labels}
         jobs: dict = {}
+        if cached is None:  # the baselines run next to the pre-training
+            for seed in seeds:
+                jobs["finetune", "base", seed] = pool.submit(
+                    _finetune_task, None, args.subset, seed
+                )
+                jobs["probe", "base", seed] = pool.submit(
+                    _probe_task, "base", None, args.subset, seed
+                )
+            for seed in large_seeds:
+                jobs["large", "base", seed] = pool.submit(
+                    _finetune_task, None, args.large_subset, seed
+                )
+        else:
+            log(f"scratch and random-init results from {args.baseline}")
+        runs = {label: future.result() for label, future in pretraining.items()}
+        log("pre-training done; fine-tuning and probing")
+        pre = runs["real"]["state"]
+        control = runs["shuffled"]["state"] if "shuffled" in runs else None
         for seed in seeds:
-            for kind, state in (("base", None), ("pre", pre)):
-                jobs["finetune", kind, seed] = pool.submit(_finetune_task, state, args.subset, seed)
-                jobs["probe", kind, seed] = pool.submit(_probe_task, kind, state, args.subset, seed)
+            jobs["finetune", "pre", seed] = pool.submit(_finetune_task, pre, args.subset, seed)
+            jobs["probe", "pre", seed] = pool.submit(_probe_task, "pre", pre, args.subset, seed)
         if control is not None:
             jobs["control", "finetune", 0] = pool.submit(_finetune_task, control, args.subset, 0)
             jobs["control", "probe", 0] = pool.submit(
                 _probe_task, "control", control, args.subset, 0
             )
-        for seed in range(args.large_seeds if args.large_subset else 0):
-            for kind, state in (("base", None), ("pre", pre)):
-                jobs["large", kind, seed] = pool.submit(
-                    _finetune_task, state, args.large_subset, seed
-                )
-        done = {key: future.result() for key, future in jobs.items()}
+        for seed in large_seeds:
+            jobs["large", "pre", seed] = pool.submit(_finetune_task, pre, args.large_subset, seed)
+        done = {job: future.result() for job, future in jobs.items()}
 
+    if cached is None:
+        cached = {
+            what: [done[what, "base", s] for s in (large_seeds if what == "large" else seeds)]
+            for what in ("finetune", "probe", "large")
+        }
+        write_baseline(args.baseline, key, cached)
     results = {"seeds": seeds, "args": {k: str(v) for k, v in vars(args).items()}}
+    results["shards"] = shard_summary(args.shards)
+    results["pretrain"] = {
+        label: {k: v for k, v in run.items() if k != "state"} for label, run in runs.items()
+    }
     results["rows"] = [
         (f"fine-tune, {args.subset} images", "finetune"),
         (f"linear probe, {args.subset} images", "probe"),
     ]
     for what in ("finetune", "probe"):
-        results[what] = {k: [done[what, k, s] for s in seeds] for k in ("base", "pre")}
+        results[what] = {"base": cached[what], "pre": [done[what, "pre", s] for s in seeds]}
     if control is not None:
         results["control"] = {w: [done["control", w, 0]] for w in ("finetune", "probe")}
     if args.large_subset:
         results["rows"].append((f"fine-tune, {args.large_subset} images", "large"))
         results["large"] = {
-            k: [done["large", k, s] for s in range(args.large_seeds)] for k in ("base", "pre")
+            "base": cached["large"],
+            "pre": [done["large", "pre", s] for s in large_seeds],
         }
     results["elapsed_s"] = round(time.perf_counter() - STARTED, 1)
     text = table(results)

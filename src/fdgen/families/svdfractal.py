@@ -43,6 +43,7 @@ NOISE_DECAY = (0.4, 0.8)
 NOISE_HUE = ((0.25, 1.0), (0.0, 1.0))
 NOISE_SAT = ((0.1, 0.3), (0.4, 0.6))
 NOISE_VAL = ((0.3, 0.6), (0.4, 0.6))
+NOISE_DRAWS = 8  # generator outputs one background's draws take: decay, stream, 3 x 2 colours
 
 
 # --- sampling a system ------------------------------------------------------------------------
@@ -224,13 +225,14 @@ class Renderer:
             self.canvases[size] = (
                 np.zeros((size, size), np.int32),
                 np.zeros((size, size, channels), np.uint8),
-                np.zeros((size + 2, size + 2), np.int32),
+                ks.histogram_scratch(size, size),
             )
         return self.canvases[size]
 
-    def fractal(self, params: np.ndarray, draws: Draws, size: int, window: bool) -> np.ndarray:
-        """The fractal on black (size x size x channels, y down), before flips; with
-        ``window`` the view window is shifted and scaled by the draws, else the orbit's extent."""
+    def window_density(self, params: np.ndarray, draws: Draws, size: int, window: bool):
+        """(counts, top): the patch density of the orbit in the view window (``window``:
+        shifted and scaled by the draws, else the orbit's extent) and its largest count;
+        ``counts`` is the renderer's scratch for ``size``."""
         maps = np.array(params[:, :6])
         maps[draws.jitter_map] *= draws.jitter
         dets = np.abs(maps[:, 0] * maps[:, 3] - maps[:, 1] * maps[:, 2])
@@ -246,11 +248,34 @@ class Renderer:
         counts, image, hits = self._canvas(size)
         lo, hi = centre - half, centre + half
         top = ks.density_into(self.xs, self.ys, *lo, *hi, draws.mask, counts, hits)
+        return counts, top
+
+    def fractal(self, params: np.ndarray, draws: Draws, size: int, window: bool) -> np.ndarray:
+        """The fractal on black (size x size x channels, y down), before flips; with
+        ``window`` the view window is shifted and scaled by the draws, else the orbit's extent."""
+        counts, top = self.window_density(params, draws, size, window)
+        image = self._canvas(size)[1]
         if self.gray:
             ks.binarize(counts, GRAY_VALUE, image[:, :, 0])
         else:
             ks.colorize_density(
                 counts, max(top, 1), draws.hue, draws.saturation, draws.value, image
+            )
+        return image
+
+    def oriented_fractal(self, params: np.ndarray, draws: Draws, size: int) -> np.ndarray:
+        """The same pixels as ``self.flipped(self.fractal(params, draws, size, window=True),
+        draws)`` (2D when grey), in an array the caller owns: the colouring writes the
+        flipped image directly, in one pass."""
+        counts, top = self.window_density(params, draws, size, window=True)
+        orientation = draws.transpose, draws.flip_v, draws.flip_h
+        if self.gray:
+            image = np.empty((size, size), np.uint8)
+            ks.binarize_oriented(counts, GRAY_VALUE, *orientation, image)
+        else:
+            image = np.empty((size, size, 3), np.uint8)
+            ks.colorize_oriented(
+                counts, max(top, 1), draws.hue, draws.saturation, draws.value, *orientation, image
             )
         return image
 
@@ -266,11 +291,19 @@ class Renderer:
 
     @staticmethod
     def noise_draws(rng: np.random.Generator) -> tuple:
-        """The draws of one background: decay, noise stream, hue, saturation, value pairs."""
+        """The draws of one background: decay, noise stream, hue, saturation, value pairs.
+        They take NOISE_DRAWS 64-bit outputs of the generator (see ``skip_noise_draws``)."""
         decay = rng.uniform(*NOISE_DECAY)
         state = np.uint64(rng.integers(0, 2**64, dtype=np.uint64))
         colors = [np.array([rng.uniform(*r) for r in p]) for p in (NOISE_HUE, NOISE_SAT, NOISE_VAL)]
         return decay, state, *colors
+
+    @staticmethod
+    def skip_noise_draws(rng: np.random.Generator) -> None:
+        """Advance ``rng`` past ``noise_draws`` without making them (modes without a
+        background): each uniform and the full-range uint64 take one 64-bit output, as
+        each double of ``random`` does, so the later draws are the same."""
+        rng.random(NOISE_DRAWS)
 
     def noise_background(self, draws: tuple, size: int) -> np.ndarray:
         """A colourised diamond-square noise image (size x size x 3) from ``noise_draws``."""
@@ -293,15 +326,14 @@ class Renderer:
         s = self.settings
         rng = np.random.default_rng([s.seed, category, instance])
         draws = Draws.draw(rng, params)
-        noise = self.noise_draws(rng)  # drawn in every mode: modes share their geometry
-        image = self.fractal(params, draws, s.size, window=True)
-        fg = np.empty_like(image)  # the same pixels as self.flipped(image, draws), owned
-        ks.orient(image, draws.transpose, draws.flip_v, draws.flip_h, fg)
+        # drawn (or skipped) in every mode: the modes share their geometry and blur
+        noise = self.noise_draws(rng) if self.background else self.skip_noise_draws(rng)
+        fg = self.oriented_fractal(params, draws, s.size)
         if self.background:
             out = self.noise_background(noise, s.size)
             ks.composite(fg, out)
         else:
-            out = fg[:, :, 0] if self.gray else fg
+            out = fg
         blurred = self.blur(rng, out)
         return out, {"blurred": blurred}
 

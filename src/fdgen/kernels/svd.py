@@ -46,50 +46,86 @@ def orbit(maps, cum, x0, y0, state, xs, ys):
     return state, xlo, ylo, xhi, yhi
 
 
+HIST_CHUNK = 2048  # points whose histogram cells are computed before they are counted
+SPILL_CELLS = 8  # cells that count the points whose patch cannot touch the image
+
+
+def histogram_scratch(h: int, w: int) -> np.ndarray:
+    """The scratch of ``density_into`` for an h x w image: (h + 3) x (w + 2) int32, the
+    (h + 2) x (w + 2) histogram with its border, then one row whose first cells count the
+    points that cannot touch the image (spread over SPILL_CELLS so that their adds do not
+    wait on each other)."""
+    return np.zeros((h + 3, w + 2), np.int32)
+
+
 @njit(cache=True, error_model="numpy")
 def density(xs, ys, x0, y0, x1, y1, mask, counts):
     """Set ``counts`` (rows = y) to the number of points whose 3x3 ``mask`` (bit 8 top-left ..
     bit 0 bottom-right), centred on the point's pixel in the window [x0, x1] x [y0, y1],
     covers each cell; cells outside the image are dropped. Returns the largest count."""
-    hits = np.empty((counts.shape[0] + 2, counts.shape[1] + 2), np.int32)
+    hits = np.empty((counts.shape[0] + 3, counts.shape[1] + 2), np.int32)
     return density_into(xs, ys, x0, y0, x1, y1, mask, counts, hits)
 
 
 @njit(cache=True, error_model="numpy")
 def density_into(xs, ys, x0, y0, x1, y1, mask, counts, hits):
-    """``density`` with caller-owned scratch ``hits``: int32 of shape (h + 2, w + 2).
+    """``density`` with caller-owned scratch ``hits`` from ``histogram_scratch``.
 
     The points are counted per pixel there (with a one-pixel border for patches that reach
     into the image from outside), then ``counts`` is that histogram convolved with the mask,
-    in integers: the same sums as adding the patch per point, at one add per point and one
-    per mask cell and pixel."""
+    in integers: the same sums as adding the patch per point, at one add per point and 9
+    multiply-adds by 0 or 1 per pixel. The cells are computed a chunk of points at a time
+    without branches, so that loop vectorises and a window that cuts the orbit costs no
+    mispredicted branches; then the chunk's points are counted."""
     h = counts.shape[0]
     w = counts.shape[1]
+    stride = w + 2
+    spill = (h + 2) * stride
     xspan = x1 - x0 if x1 > x0 else 1.0
     yspan = y1 - y0 if y1 > y0 else 1.0
     xscale = (w - 1) / xspan
     yscale = (h - 1) / yspan
-    hits[:] = 0
-    for i in range(xs.shape[0]):
-        fc = np.floor((xs[i] - x0) * xscale)
-        fr = np.floor((ys[i] - y0) * yscale)
-        # -1 <= r <= h and -1 <= c <= w (false for NaN): the patch can touch the image
-        if -1.0 <= fr <= h and -1.0 <= fc <= w:
-            hits[np.int64(fr) + 1, np.int64(fc) + 1] += 1
+    last_row = np.float64(h)
+    last_col = np.float64(w)
+    spread = SPILL_CELLS - 1 if stride >= SPILL_CELLS else 0  # the spill row holds stride cells
+    flat = hits.reshape(hits.size)
+    flat[:] = 0
+    cells = np.empty(HIST_CHUNK, np.int32)
+    n = xs.shape[0]
+    for start in range(0, n, HIST_CHUNK):
+        m = min(HIST_CHUNK, n - start)
+        xc = xs[start : start + m]  # views indexed from 0: the loop vectorises
+        yc = ys[start : start + m]
+        for j in range(m):
+            fc = np.floor((xc[j] - x0) * xscale)
+            fr = np.floor((yc[j] - y0) * yscale)
+            # -1 <= r <= h and -1 <= c <= w (false for NaN): the patch can touch the image
+            inside = (fr >= -1.0) & (fr <= last_row) & (fc >= -1.0) & (fc <= last_col)
+            r = np.int32(fr if inside else -1.0) + 1
+            c = np.int32(fc if inside else -1.0) + 1
+            cells[j] = r * stride + c if inside else spill + (j & spread)
+        for j in range(m):
+            flat[cells[j]] += 1
     # cell (dr, dc) of the patch of the point at hits[r + 1, c + 1] lands on counts[r + dr,
-    # c + dc], so row r of counts sums the rows r + 1 - dr of hits shifted by 1 - dc over the
-    # mask's cells; row by row on 1D views, so the adds vectorise.
+    # c + dc]: counts[r, c] sums hits[r + 1 - dr, c + 1 - dc] over the mask's cells (patch
+    # cell k = 3 (dr + 1) + dc + 1; a tap is 0 or 1, so the sum is exactly the masked one).
+    taps = np.empty(9, np.int32)
+    for cell in range(9):
+        taps[cell] = (mask >> (8 - cell)) & 1
     top = 0
     for r in range(h):
+        row0 = hits[r + 2]  # the histogram rows that patch rows 0 (dr = -1), 1, 2 reach r from
+        row1 = hits[r + 1]
+        row2 = hits[r]
         out = counts[r]
-        out[:] = 0
-        for cell in range(9):
-            if (mask >> (8 - cell)) & 1:
-                src = hits[r + 2 - cell // 3, 2 - cell % 3 :]
-                for c in range(w):
-                    out[c] += src[c]
         for c in range(w):
-            top = max(top, out[c])
+            total = (
+                taps[0] * row0[c + 2] + taps[1] * row0[c + 1] + taps[2] * row0[c]
+                + taps[3] * row1[c + 2] + taps[4] * row1[c + 1] + taps[5] * row1[c]
+                + taps[6] * row2[c + 2] + taps[7] * row2[c + 1] + taps[8] * row2[c]
+            )  # fmt: skip
+            out[c] = total
+            top = max(top, total)
     return top
 
 
@@ -153,6 +189,50 @@ def binarize(counts, value, image):
     for r in range(counts.shape[0]):
         for c in range(counts.shape[1]):
             image[r, c] = value if counts[r, c] > 0 else 0
+
+
+@njit(inline="always", error_model="numpy")
+def _source(r, c, last, transpose, flip_v, flip_h):
+    """The pixel of the unflipped image that ``orient`` puts at (r, c)."""
+    rr = last - r if flip_v else r
+    cc = last - c if flip_h else c
+    return (cc, rr) if transpose else (rr, cc)
+
+
+@njit(cache=True, error_model="numpy")
+def binarize_oriented(counts, value, transpose, flip_v, flip_h, image):
+    """``binarize`` of square ``counts`` into the 2D ``image``, oriented as ``orient`` does:
+    the same pixels as binarize, then orient, in one pass."""
+    last = counts.shape[0] - 1
+    for r in range(image.shape[0]):
+        for c in range(image.shape[1]):
+            sr, sc = _source(r, c, last, transpose, flip_v, flip_h)
+            image[r, c] = value if counts[sr, sc] > 0 else 0
+
+
+@njit(cache=True, error_model="numpy")
+def colorize_oriented(counts, top, hue0, sat, val, transpose, flip_v, flip_h, image):
+    """``colorize_density`` of square ``counts`` into RGB ``image``, oriented as ``orient``
+    does: the same pixels as colorize_density, then orient, in one pass. Entry 0 of the
+    colour table is black for count 0, so the pixel loop has no branch."""
+    lut = np.empty((257, 3), np.uint8)
+    lut[0, :] = 0
+    for level in range(256):
+        h = level / 256.0 + hue0
+        red, green, blue = _hsv_to_rgb(h - np.floor(h), sat, val)
+        lut[level + 1, 0] = _byte(red)
+        lut[level + 1, 1] = _byte(green)
+        lut[level + 1, 2] = _byte(blue)
+    scale = 255.0 / top
+    last = counts.shape[0] - 1
+    for r in range(image.shape[0]):
+        for c in range(image.shape[1]):
+            sr, sc = _source(r, c, last, transpose, flip_v, flip_h)
+            k = counts[sr, sc]
+            entry = min(255, np.int64(k * scale)) + 1 if k != 0 else 0
+            image[r, c, 0] = lut[entry, 0]
+            image[r, c, 1] = lut[entry, 1]
+            image[r, c, 2] = lut[entry, 2]
 
 
 @njit(inline="always", error_model="numpy")
