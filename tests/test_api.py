@@ -166,3 +166,26 @@ def test_verify_reports_damage_without_raising(tmp_path):
     assert [c.index for c in report.bad] == [1]
     assert report.problems and all(str(shard) in p for p in report.problems)
     assert "2 of 3 shards OK" in report.failure()
+
+
+def test_a_one_worker_render_of_a_folder_imports_no_other_family_and_no_joblib(tmp_path):
+    """Start-up: a one-worker FractalDB render loads only its own family (a name that is not a
+    preset is not matched against parsed presets) and not joblib (0.2 s, only for workers)."""
+    db = tmp_path / "db"
+    db.mkdir()
+    (db / "00000.csv").write_text("0.5,0,0,0.5,0,0,0.5\n0.5,0,0,0.5,0.5,0.5,0.5\n")
+    code = (
+        "import sys; from fdgen.cli import main\n"
+        f"try: main(['render', '--db', {str(db)!r}, '--instances', '4', '--workers', '1', "
+        f"'--shards', {str(tmp_path / 'out')!r}])\n"
+        "except SystemExit: pass\n"
+        "print(sorted(m for m in sys.modules if m == 'joblib' or m.startswith('fdgen.families.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "out" / "shard-000000.tar").is_file(), out.stdout + out.stderr
+    loaded = out.stdout.strip().splitlines()[-1]
+    assert "joblib" not in loaded, loaded
+    assert "svdfractal" not in loaded and "rcdb" not in loaded, loaded

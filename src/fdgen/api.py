@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fdgen.catalog import all_presets, get_preset
+from fdgen.catalog import all_presets, get_preset, preset_names
 from fdgen.errors import FdgenError
 from fdgen.families import DEFAULT_TYPE, get_family
 from fdgen.progress import Progress, reporting
@@ -165,19 +165,18 @@ def resolve_database(
     """The database ``db`` names: a loaded one, a folder, or a preset name (its folder in the
     working directory, searched first when missing; ``notice`` is told so)."""
     from fdgen.database import Database, load_database, read_meta
-    from fdgen.searching import run_search
 
     if isinstance(db, Database):
         return db
     db_arg = str(db)
     path = Path(db)
-    known = all_presets()
+    known = preset_names()  # names only: parsing every preset imports every family
     if db_arg not in known:
         if not path.exists() and "/" not in db_arg:
             names = ", ".join(known)
             raise FdgenError(f"--db: {db_arg} is neither a folder nor a preset ({names})")
         return load_database(path)
-    cfg = known[db_arg]
+    cfg = all_presets()[db_arg]
     family = get_family(cfg["type"])
     settings = family.SearchSettings(**cfg.get("search", {}))
     meta = read_meta(path) if path.exists() else None
@@ -189,6 +188,8 @@ def resolve_database(
             )
         if notice:
             notice(f"{db_arg}: no finished database folder here; running the preset's search")
+        from fdgen.searching import run_search
+
         run_search(family, settings, path, workers, resume=True, preset=db_arg)
     elif (
         meta["type"] != cfg["type"]
@@ -263,7 +264,7 @@ def render(
     ``val-NNNNNN.tar`` shards."""
     from fdgen.encode import FORMATS
     from fdgen.rendering import render_dataset
-    from fdgen.searching import default_workers
+    from fdgen.runners import default_workers
 
     if format not in FORMATS:
         raise FdgenError(f"--format: {format!r}: choose from {', '.join(FORMATS)}")
@@ -329,7 +330,7 @@ def estimate(
         raise FdgenError(f"--format: {format!r}: choose from {', '.join(FORMATS)}")
     _check_whole(samples_per_shard, "--samples-per-shard")
     if not isinstance(db, Database):
-        if str(db) in all_presets() and not Path(db).exists():
+        if str(db) in preset_names() and not Path(db).exists():
             raise FdgenError(
                 f"--db: {db} is a preset with no database folder here; a dry run searches "
                 f"nothing: run `fdgen search --preset {db} --out {db}` first"

@@ -331,7 +331,7 @@ def render(ctx, db_arg, shards, preset, fmt, samples_per_shard, workers, force, 
     (`fdgen info DB` prints them), else from the family's defaults. --val-instances or
     --val-images adds a validation split beside the training shards."""
     from fdgen import api
-    from fdgen.searching import default_workers
+    from fdgen.runners import default_workers
 
     val = {"val_instances": kw["val_instances"], "val_images": kw["val_images"]}
     if kw["dry_run"]:

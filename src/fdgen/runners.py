@@ -7,15 +7,19 @@ any backend, worker count or retry gives the same output.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-
-from joblib import Parallel, delayed
 
 from fdgen.errors import FdgenError
 
 BACKENDS = ("local", "dask")
 DASK_RETRIES = 2  # reruns of a task that raised; tasks lost with a worker are rerun by Dask
+
+
+def default_workers() -> int:
+    """All cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def run_local(fn: Callable, tasks: Iterable, workers: int) -> Iterator:
@@ -24,6 +28,8 @@ def run_local(fn: Callable, tasks: Iterable, workers: int) -> Iterator:
         for task in tasks:
             yield fn(task)
         return
+    from joblib import Parallel, delayed  # 0.2 s to import: not for one worker
+
     results = Parallel(n_jobs=workers, return_as="generator_unordered", pre_dispatch="2*n_jobs")(
         delayed(fn)(task) for task in tasks
     )

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
-from joblib import Parallel, delayed
 
 from fdgen import __version__
 from fdgen.atomic import write_atomic
@@ -32,16 +31,12 @@ from fdgen.database import (
 )
 from fdgen.errors import FdgenError
 from fdgen.progress import progress_bar
+from fdgen.runners import default_workers
 
 if TYPE_CHECKING:
     from fdgen.families.base import Family
 
 BATCH = 128  # candidates per task: ~0.1 s of work, small against joblib's overhead
-
-
-def default_workers() -> int:
-    """All cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def _comparable(settings: dict) -> dict:
@@ -203,6 +198,8 @@ def run_search(
     accepted = len(progress["fill_rates"])
     _remove_stale(out, family, accepted)
     target = settings.categories
+    from joblib import Parallel, delayed  # deferred with the search: 0.2 s to import
+
     workers = workers or default_workers()
     started = time.perf_counter()
     elapsed_before = progress["elapsed_s"]

@@ -65,6 +65,13 @@ def parse_preset(text: str, where: str) -> dict:
 
 
 @cache
+def preset_names() -> tuple[str, ...]:
+    """The shipped presets' names, sorted, without parsing them (parsing imports families)."""
+    names = (e.name for e in resources.files(__name__).iterdir() if e.name.endswith(".yaml"))
+    return tuple(sorted(n[: -len(".yaml")] for n in names))
+
+
+@cache
 def all_presets() -> dict[str, dict]:
     """Every shipped preset by name (the YAML file's stem)."""
     presets = {}
