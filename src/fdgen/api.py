@@ -249,14 +249,17 @@ def render(
     shard_index: int = 0,
     num_shards: int = 1,
     rehash: bool = False,
+    writer: str = "webdataset",
     progress: Progress = False,
     **options,
 ) -> RenderResult:
     """Render every sample of ``db`` (a ``Database``, a folder or a preset name) into
-    WebDataset shards under ``shards`` (default ``DB-shards``), like ``fdgen render``.
+    WebDataset shards under ``shards`` (default ``DB-shards``), like ``fdgen render``;
+    ``writer`` ``files`` writes one image folder per category, ``parquet`` Parquet shards.
     ``options``: the family's render settings (``instances``, ``size``, ``seed``, ...), over
     those of ``preset`` or of the preset the database was searched from."""
     from fdgen.encode import FORMATS
+    from fdgen.output.writers import writer_class
     from fdgen.rendering import render_dataset
     from fdgen.searching import default_workers
 
@@ -266,6 +269,7 @@ def render(
     _check_whole(workers, "--workers")
     _check_whole(shard_index, "--shard-index", low=0)
     _check_whole(num_shards, "--num-shards")
+    writer_type = writer_class(writer)
     workers = workers or default_workers()
     with reporting(progress):
         db = resolve_database(db, workers, num_shards)
@@ -277,6 +281,7 @@ def render(
             db, settings, out, format, samples_per_shard, workers, force,
             shard_index=shard_index, num_shards=num_shards, rehash=rehash,
             backend=backend or ("dask" if scheduler else "local"), scheduler=scheduler,
+            writer=writer_type,
         )  # fmt: skip
     left = manifest.pop("left")
     return RenderResult(out, manifest, left)
@@ -338,7 +343,10 @@ class VerifyReport:
         """Every problem, one line each, naming the shard (or the folder)."""
         from fdgen.output import shard_name
 
-        lines = [f"{self.out / shard_name(c.index)}: {p}" for c in self.bad for p in c.problems]
+        writer = self.manifest["identity"].get("writer", "webdataset")
+        lines = [
+            f"{self.out / shard_name(c.index, writer)}: {p}" for c in self.bad for p in c.problems
+        ]
         return lines + [f"{self.out}: {p}" for p in self.index_problems]
 
     @property
@@ -359,7 +367,9 @@ class VerifyReport:
         from fdgen.output import shard_name, sidecar_name
 
         bad, index_problems = self.bad, len(self.index_problems)
-        names = ", ".join(shard_name(c.index) for c in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        writer = self.manifest["identity"].get("writer", "webdataset")
+        names = ", ".join(shard_name(c.index, writer) for c in bad[:5])
+        names += ", ..." if len(bad) > 5 else ""
         fresh = [c for c in bad if any("from a fresh render" in p for p in c.problems)]
         advice = ". Rerun the same `fdgen render` (with --rehash for damage that kept the size)"
         if fresh:

@@ -254,13 +254,20 @@ def _note_left(out: Path, names: list[str]) -> None:
 )
 @click.option("--rehash", is_flag=True, help="Re-hash finished shards; redo damaged ones.")
 @click.option(
+    "--writer",
+    type=click.Choice(["webdataset", "files", "parquet"]),
+    default="webdataset",
+    show_default=True,
+    help="Shards: WebDataset tars, one image folder per category (ImageFolder), or Parquet.",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Print the plan, disk size and core-hours (from a short calibration); write nothing.",
 )
 @click.pass_context
 def render(ctx, db_arg, shards, preset, fmt, samples_per_shard, workers, force, **kw):
-    """Render every instance of every category into WebDataset shards.
+    """Render every instance of every category into WebDataset shards (or --writer).
 
     Settings not given as options come from the preset the database was searched from
     (`fdgen info DB` prints them), else from the family's defaults."""
@@ -282,7 +289,7 @@ def render(ctx, db_arg, shards, preset, fmt, samples_per_shard, workers, force, 
         db, shards, preset=preset, format=fmt, samples_per_shard=samples_per_shard,
         workers=workers, force=force, backend=kw["backend"], scheduler=kw["scheduler"],
         shard_index=kw["shard_index"], num_shards=kw["num_shards"], rehash=kw["rehash"],
-        progress=True, **_given(ctx),
+        writer=kw["writer"], progress=True, **_given(ctx),
     )  # fmt: skip
     out, manifest = result.out, result.manifest
     rate = manifest["images_per_s"]
@@ -322,7 +329,7 @@ def status(out: Path, list_all: bool) -> None:
     )
     for state, indices in (("incomplete", st.incomplete), ("missing", st.missing)):
         shown = indices if list_all else indices[:10]
-        names = ", ".join(shard_name(j) for j in shown)
+        names = ", ".join(shard_name(j, st.writer) for j in shown)
         left = len(indices) - len(shown)
         more = f", ... ({left} more; --list)" if left else ""
         click.echo(f"  {state:10s} {len(indices)}" + (f": {names}{more}" if shown else ""))
@@ -401,6 +408,7 @@ def info(path: Path) -> None:
     folder = ShardFolder(path)
     if folder.manifest_path.exists():
         manifest = folder.read_manifest()
+        folder = ShardFolder(path, manifest.writer)
         done = [folder.read_sidecar(j) for j in range(manifest.num_shards)]
         complete = sum(r is not None for r in done)
         click.echo(f"shard folder {path}")
@@ -412,6 +420,7 @@ def info(path: Path) -> None:
             click.echo(f"  preset      {manifest.database_preset} (the database's)")
         click.echo(f"  settings    {json.dumps(manifest.identity['settings'])}")
         click.echo(f"  format      {manifest.identity['format']}")
+        click.echo(f"  writer      {manifest.writer}")
     else:
         from fdgen import api
 

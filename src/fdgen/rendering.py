@@ -113,7 +113,7 @@ def render_shard(task: ShardTask, writer: type[Writer] = WebDatasetWriter) -> Si
     the writer drops what it wrote and no sidecar is written, so the shard stays incomplete.
     """
     try:
-        out = writer(ShardFolder(task.out), task.index)
+        out = writer(ShardFolder(task.out, writer.name), task.index)
     except OSError as exc:
         raise _write_error(task, exc) from None
     try:
@@ -128,13 +128,14 @@ def render_shard(task: ShardTask, writer: type[Writer] = WebDatasetWriter) -> Si
         raise
 
 
-def _identity(db: Database, settings, fmt: str, per_shard: int) -> dict:
+def _identity(db: Database, settings, fmt: str, per_shard: int, writer: str) -> dict:
     return {
         "type": db.type,
         "settings": dataclasses.asdict(settings),
         "format": fmt,
         "samples_per_shard": per_shard,
         "database_digest": db.digest(),
+        "writer": writer,
     }
 
 
@@ -143,6 +144,9 @@ def _rehash(folder: ShardFolder, done: dict, indices: list[int], workers: int) -
 
     def damaged(j: int) -> bool:
         try:
+            if folder.writer == "files":  # the shard is the images its sidecar lists
+                files = done[j].files or []
+                return any(file_sha256(folder.path / n)[0] != sha for n, _, sha in files)
             return file_sha256(folder.shard(j))[0] != done[j].sha256
         except OSError:
             return True
@@ -178,7 +182,8 @@ def render_dataset(
     is locked while it renders; files fdgen did not write are left alone (``force`` removes only
     fdgen's own files of other settings). Returns the manifest (``status`` ``complete`` or
     ``partial``) plus ``left``: the names of the files fdgen did not write. ``writer`` turns
-    each shard's samples into files (``fdgen.output.writers``; WebDataset tars by default).
+    each shard's samples into files (``fdgen.output.writers``; WebDataset tars by default);
+    its name is part of the render's identity, so a rerun with another writer is refused.
     """
     out = Path(out)
     if backend not in BACKENDS:
@@ -200,13 +205,14 @@ def render_dataset(
     if out.exists() and not out.is_dir():
         raise FdgenError(f"--shards: {out} exists and is not a folder")
     family = get_family(db.type)
+    writer.check_fit(family, settings, fmt, db.names)
     plan = shard_plan(db, settings, samples_per_shard)
-    identity = _identity(db, settings, fmt, samples_per_shard)
-    folder = ShardFolder(out)
+    identity = _identity(db, settings, fmt, samples_per_shard, writer.name)
+    folder = ShardFolder(out, writer.name)
     folder.check_owner(identity, force)  # checked again under the lock; this writes nothing
     try:
         with folder.lock(partition):
-            folder = ShardFolder(out.absolute())
+            folder = ShardFolder(out.absolute(), writer.name)
             run = _Run(db, family, settings, fmt, plan, identity, folder, partition, writer)
             manifest = _render_locked(run, workers, force, name, backend, scheduler, rehash)
             return manifest | {"left": folder.foreign_files()}

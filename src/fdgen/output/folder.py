@@ -1,10 +1,12 @@
 """The shard folder: every file name fdgen writes there, its typed records, lock and indexes.
 
-A folder holds ``shard-NNNNNN.tar`` shards, one ``shard-NNNNNN.json`` sidecar per complete
-shard (``Sidecar``), ``manifest.json`` (``Manifest``), the index files trainers read
-(``_info.json``, ``sizes.json``), per-process ``.partial`` files of shards being written,
-atomic-write temporaries and the render lock files. ``ShardFolder`` is the only code that
-knows these names, so it alone can tell fdgen's files from the user's.
+A folder holds ``shard-NNNNNN.tar`` shards (``.parquet`` with ``--writer parquet``; with
+``--writer files`` a shard is the images it lists in category folders), one
+``shard-NNNNNN.json`` sidecar per complete shard (``Sidecar``), ``manifest.json``
+(``Manifest``), the index files trainers read (``_info.json``, ``sizes.json``), per-process
+``.partial`` files of shards being written, atomic-write temporaries and the render lock
+files. ``ShardFolder`` is the only code that knows these names, so it alone can tell fdgen's
+files from the user's.
 """
 
 from __future__ import annotations
@@ -37,13 +39,16 @@ HASH_CHUNK = 1 << 20
 MAX_SHARDS = 10**6  # shard names have six digits
 MAX_SAMPLES = 10**9  # bounds the samples one plan may describe
 _PLAN_FIELDS = {"categories": 1, "instances": 1, "group_size": 1, "samples_per_shard": 1}
-_SHARD_FILE = re.compile(r"shard-\d{6,}\.(tar|json)")  # a shard or its sidecar
+_SHARD_FILE = re.compile(r"shard-\d{6,}\.(tar|parquet|json)")  # a shard or its sidecar
+# The file of one shard by writer ("files": none, the shard is the images its sidecar lists).
+WRITER_SUFFIXES = {"webdataset": ".tar", "files": "", "parquet": ".parquet"}
+DEFAULT_WRITER = "webdataset"
 _INDEX_FILES = (MANIFEST_FILE, INFO_FILE, SIZES_FILE)
 
 
-def shard_name(index: int) -> str:
-    """File name of shard ``index``."""
-    return f"shard-{index:06d}.tar"
+def shard_name(index: int, writer: str = DEFAULT_WRITER) -> str:
+    """File name of shard ``index`` as ``writer`` writes it (``files``: the shard's name)."""
+    return f"shard-{index:06d}{WRITER_SUFFIXES[writer]}"
 
 
 def sidecar_name(index: int) -> str:
@@ -63,6 +68,23 @@ def partial_shard_index(path: Path) -> int | None:
         return None
     digits = name[len("shard-") : len("shard-") + 6]
     return int(digits) if digits.isdigit() else None
+
+
+def is_journal(path: Path) -> bool:
+    """Whether ``path`` is the journal of a shard being written by the files writer
+    (``shard-NNNNNN.HOST-PID.partial``: the images it has started, one per line)."""
+    name = Path(path).name
+    if partial_shard_index(path) is None:
+        return False
+    rest = name[len("shard-000000") :]
+    return not any(rest.startswith(s + ".") for s in WRITER_SUFFIXES.values() if s)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty (the user's files, or other shards' images), or gone
+        pass
 
 
 def is_lock_file(path: Path) -> bool:
@@ -105,14 +127,38 @@ def check_sidecar(record, index: int) -> dict:
     record = readback.mapping(record)
     _check_version(record)
     readback.integer(record, "shard", index, index)
-    readback.text(record, "file", (shard_name(index),))
+    readback.text(record, "file", tuple(shard_name(index, w) for w in WRITER_SUFFIXES))
     readback.integer(record, "samples")
     readback.integer(record, "bytes")
     readback.integer(record, "diverged", optional=True)
     sha = record.get("sha256")
     if not (isinstance(sha, str) and len(sha) == 64 and set(sha) <= set("0123456789abcdef")):
         raise readback.BadContent("field sha256 must be 64 hexadecimal digits")
+    files = record.get("files")
+    if files is not None:
+        if not isinstance(files, list):
+            raise readback.BadContent("field files must be a list")
+        for entry in files:
+            if not (
+                isinstance(entry, list)
+                and len(entry) == 3
+                and isinstance(entry[0], str)
+                and is_member_path(entry[0])
+                and isinstance(entry[1], int)
+                and isinstance(entry[2], str)
+                and len(entry[2]) == 64
+            ):
+                raise readback.BadContent(
+                    "field files must hold [CATEGORY/KEY.EXT, bytes, sha256] entries"
+                )
     return record
+
+
+def is_member_path(name: str) -> bool:
+    """Whether ``name`` is a path the files writer writes: ``CATEGORY/KEY.EXT``, one level,
+    no hidden or parent parts (so a damaged record can never name a file outside the folder)."""
+    parts = name.split("/")
+    return len(parts) == 2 and all(p and not p.startswith(".") for p in parts) and "." in parts[1]
 
 
 @dataclass(frozen=True)
@@ -120,6 +166,8 @@ class Sidecar:
     """The record that marks one shard complete: its file, samples, size and sha256.
 
     ``diverged`` counts samples from diverged orbits (None when the writer did not count).
+    ``files`` lists the files of a shard of the files writer, ``[CATEGORY/KEY.EXT, bytes,
+    sha256]`` each (``bytes`` is their sum, ``sha256`` the digest of that list).
     """
 
     shard: int
@@ -129,6 +177,7 @@ class Sidecar:
     sha256: str
     diverged: int | None = None
     version: int = FORMAT_VERSION
+    files: list | None = None
 
     @classmethod
     def from_dict(cls, record, index: int) -> Sidecar:
@@ -142,6 +191,7 @@ class Sidecar:
             record["sha256"],
             record.get("diverged"),
             record.get("version", 1),
+            record.get("files"),
         )
 
     @classmethod
@@ -162,6 +212,8 @@ class Sidecar:
         }
         if self.diverged is not None:
             record["diverged"] = self.diverged
+        if self.files is not None:
+            record["files"] = self.files
         return record
 
     def save(self, path: Path) -> None:
@@ -203,6 +255,10 @@ def check_manifest(manifest) -> dict:
         except readback.BadContent as exc:
             raise readback.BadContent(str(exc).replace("field ", "field identity.", 1)) from None
     readback.sub_mapping(identity, "settings")
+    try:
+        readback.text(identity, "writer", tuple(WRITER_SUFFIXES), optional=True)
+    except readback.BadContent as exc:
+        raise readback.BadContent(str(exc).replace("field ", "field identity.", 1)) from None
     readback.text(manifest, "status", optional=True)
     readback.text(manifest, "sample_unit", ("category", "image"), optional=True)
     plan = readback.sub_mapping(manifest, "plan", optional=True)
@@ -266,6 +322,11 @@ class Manifest:
     diverged: int | None = None
     bytes: int | None = None
     version: int = FORMAT_VERSION
+
+    @property
+    def writer(self) -> str:
+        """The writer of the shards (``identity.writer``; manifests before it: webdataset)."""
+        return self.identity.get("writer", DEFAULT_WRITER)
 
     @classmethod
     def from_dict(cls, record) -> Manifest:
@@ -356,17 +417,19 @@ def _stamp(fd: int) -> None:
 
 class ShardFolder:
     """A shard folder: the paths of its files, its records, its lock, and which of its files
-    fdgen wrote."""
+    fdgen wrote. ``writer`` names the writer of its shards (``WRITER_SUFFIXES``): a tar or a
+    Parquet file per shard, or (``files``) images in one folder per category."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, writer: str = DEFAULT_WRITER):
         self.path = Path(path)
+        self.writer = writer
 
     def __repr__(self) -> str:
-        return f"ShardFolder({str(self.path)!r})"
+        return f"ShardFolder({str(self.path)!r}, {self.writer!r})"
 
     def shard(self, index: int) -> Path:
-        """Path of shard ``index``."""
-        return self.path / shard_name(index)
+        """Path of shard ``index`` (for the files writer: a name, no file is there)."""
+        return self.path / shard_name(index, self.writer)
 
     def sidecar(self, index: int) -> Path:
         """Path of the sidecar of shard ``index``."""
@@ -376,7 +439,7 @@ class ShardFolder:
         """This process's temporary name for shard ``index`` while it is written: a shard
         rendered twice at once (a Dask task rerun while its first try still runs) never
         shares a half-written file."""
-        return self.path / f"{shard_name(index)}.{process_tag()}{PARTIAL_SUFFIX}"
+        return self.path / f"{shard_name(index, self.writer)}.{process_tag()}{PARTIAL_SUFFIX}"
 
     @property
     def manifest_path(self) -> Path:
@@ -421,7 +484,14 @@ class ShardFolder:
         matching size); None otherwise, so that a damaged sidecar means the shard is redone."""
         try:
             record = Sidecar.load(self.sidecar(index), index)
-            if self.shard(index).stat().st_size == record.bytes:
+            if record.file != shard_name(index, self.writer):
+                return None  # a shard of another writer
+            if self.writer == "files":
+                files = record.files or []
+                sizes = [(self.path / name).stat().st_size for name, _, _ in files]
+                if files and sizes == [size for _, size, _ in files]:
+                    return record
+            elif self.shard(index).stat().st_size == record.bytes:
                 return record
         except (OSError, readback.BadContent):
             pass
@@ -433,7 +503,7 @@ class ShardFolder:
 
     def write_indexes(self, name: str, plan: ShardPlan) -> None:
         """``_info.json`` (timm's wds format) and ``sizes.json`` (open_clip)."""
-        names = [shard_name(j) for j in range(plan.num_shards)]
+        names = [shard_name(j, self.writer) for j in range(plan.num_shards)]
         lengths = plan.shard_lengths()
         info = {
             "name": name,
@@ -458,12 +528,18 @@ class ShardFolder:
                 names = [e.name for e in entries if e.name.startswith("shard-")]
         except (FileNotFoundError, NotADirectoryError):
             return found
+        suffix = WRITER_SUFFIXES[self.writer]
         for name in names:
             if _SHARD_FILE.fullmatch(name):
-                kind = found.tars if name.endswith(".tar") else found.sidecars
-                kind.add(int(name[len("shard-") :].partition(".")[0]))
+                index = int(name[len("shard-") :].partition(".")[0])
+                if name.endswith(".json"):
+                    found.sidecars.add(index)
+                elif suffix and name.endswith(suffix):
+                    found.tars.add(index)
             elif (index := partial_shard_index(Path(name))) is not None:
                 found.partials.add(index)
+        if not suffix:  # files: the sidecar lists the shard's files, read_sidecar checks them
+            found.tars.update(found.sidecars)
         return found
 
     # temporary files
@@ -479,9 +555,60 @@ class ShardFolder:
         for path in self.path.glob("shard-*" + PARTIAL_SUFFIX):
             index = partial_shard_index(path)
             if index is not None and mine(index):
+                if is_journal(path):
+                    self.drop_journal(path, keep_written=self.read_sidecar(index) is not None)
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+    def drop_journal(self, journal: Path, keep_written: bool = False) -> None:
+        """Remove the images a files-writer journal lists (their temporaries always; the
+        images themselves unless ``keep_written``: another process completed the shard)."""
+        tag = journal.name[len("shard-000000.") : -len(PARTIAL_SUFFIX)]
+        try:
+            names = journal.read_text().splitlines()
+        except (OSError, UnicodeDecodeError):
+            return
+        dirs = set()
+        for name in names:
+            if not is_member_path(name):
+                continue  # a torn last line, or not fdgen's journal: touch nothing
+            target = self.path / name
+            Path(f"{target}.{tag}{PARTIAL_SUFFIX}").unlink(missing_ok=True)
+            if not keep_written:
+                target.unlink(missing_ok=True)
+            dirs.add(target.parent)
+        for folder in dirs:
+            _remove_if_empty(folder)
+
+    def _drop_listed(self, sidecar: Path) -> None:
+        """Remove the images a sidecar of the files writer lists (``--force``)."""
+        try:
+            files = readback.parse_json(sidecar).get("files")
+        except (OSError, readback.BadContent, AttributeError):
+            return
+        dirs = set()
+        for entry in files if isinstance(files, list) else []:
+            if isinstance(entry, list) and entry and isinstance(entry[0], str):
+                if is_member_path(entry[0]):
+                    (self.path / entry[0]).unlink(missing_ok=True)
+                    dirs.add((self.path / entry[0]).parent)
+        for folder in dirs:
+            _remove_if_empty(folder)
+
+    def category_dirs(self) -> set[str]:
+        """Names of the category folders the sidecars of a files render list (empty for the
+        other writers: their shards are files in the folder itself)."""
+        if self.writer != "files":
+            return set()
+        found = set()
+        for index in self.listing().sidecars:
+            try:
+                files = Sidecar.load(self.sidecar(index), index).files or []
+            except (OSError, readback.BadContent):
+                continue
+            found.update(name.partition("/")[0] for name, _, _ in files)
+        return found
 
     def remove_stale_temporaries(self) -> None:
         """Delete atomic-write temporaries of fdgen's files (left by a crash)."""
@@ -503,13 +630,15 @@ class ShardFolder:
         return name in _INDEX_FILES or _SHARD_FILE.fullmatch(name) is not None
 
     def foreign_files(self) -> list[str]:
-        """Names of what the folder holds that fdgen did not write (sub-folders end in ``/``)."""
+        """Names of what the folder holds that fdgen did not write (sub-folders end in ``/``;
+        the category folders of a files render are fdgen's)."""
         if not self.path.is_dir():
             return []
+        ours = self.category_dirs()
         return sorted(
             p.name + ("/" if p.is_dir() else "")
             for p in self.path.iterdir()
-            if not self.written_by_fdgen(p)
+            if not self.written_by_fdgen(p) and not (p.is_dir() and p.name in ours)
         )
 
     def check_owner(self, identity: dict, force: bool) -> tuple[bool, bool]:
@@ -540,7 +669,7 @@ class ShardFolder:
                     f"--shards: {manifest_path} is not an fdgen manifest; move it away or "
                     "choose another folder"
                 )
-            if held["identity"] != identity:
+            if {"writer": DEFAULT_WRITER, **held["identity"]} != identity:
                 if not force:
                     raise FdgenError(
                         f"--shards: {out} holds shards of a different database or settings; use "
@@ -581,6 +710,10 @@ class ShardFolder:
             for path in self.path.iterdir():
                 # the lock files are held by this process
                 if self.written_by_fdgen(path) and not is_lock_file(path):
+                    if is_journal(path):
+                        self.drop_journal(path)
+                    elif _SHARD_FILE.fullmatch(path.name) and path.suffix == ".json":
+                        self._drop_listed(path)  # the images of a files render
                     path.unlink()
         return whole
 

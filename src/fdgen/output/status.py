@@ -15,7 +15,7 @@ def shard_state(folder: ShardFolder, index: int) -> str:
         return "complete"
     if folder.shard(index).exists() or folder.sidecar(index).exists():
         return "incomplete"
-    if any(folder.path.glob(shard_name(index) + ".*" + PARTIAL_SUFFIX)):
+    if any(folder.path.glob(shard_name(index, folder.writer) + ".*" + PARTIAL_SUFFIX)):
         return "incomplete"
     return "missing"
 
@@ -33,12 +33,13 @@ class FolderStatus:
     complete: list[int]
     incomplete: list[int]
     missing: list[int]
+    writer: str = "webdataset"  # the manifest's: it names the shard files
 
 
 def folder_status(path: Path) -> FolderStatus:
     """Where the shard folder ``path`` stands (a clear error if it is not one)."""
-    folder = ShardFolder(path)
-    manifest = folder.read_manifest()
+    manifest = ShardFolder(path).read_manifest()
+    folder = ShardFolder(path, manifest.writer)
     lengths = manifest.plan.shard_lengths() if manifest.plan else None
     listing = folder.listing()  # only shards with files are looked at further
     whole, touched = listing.whole(), listing.touched()
@@ -62,4 +63,5 @@ def folder_status(path: Path) -> FolderStatus:
         lengths,
         folder.info_path.exists() and manifest.status == "complete",
         **states,
+        writer=manifest.writer,
     )
