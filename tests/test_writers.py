@@ -265,7 +265,7 @@ def test_files_render_resumes_a_killed_shard_and_keeps_the_users_files(
     assert "incomplete 1: shard-000001" in cli("status", out).output
     result = _render(db, out, "--writer", "files")
     assert "8 rendered now" in result.output
-    assert "mine/" in result.output  # named as left alone
+    assert "left 1 files that fdgen did not write: mine/" in result.output  # not 00000/ ...
     assert (out / "00000" / "notes.txt").read_text() == "mine"
     (out / "00000" / "notes.txt").unlink()
     (out / "mine").rmdir()
@@ -311,3 +311,29 @@ def test_files_writer_refuses_category_names_out_of_label_order(tmp_path):
     result = cli(*render_args(db, tmp_path / "out", "--writer", "files"))
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "sort in another order than their labels" in result.output
+
+
+def test_files_writer_refuses_point_clouds(tmp_path):
+    from fdgen.errors import FdgenError
+    from fdgen.families import get_family
+    from fdgen.output.files import FilesWriter
+
+    family = get_family("fractal3d")
+    settings = family.RenderSettings(output="pointcloud")
+    with pytest.raises(FdgenError, match=r"type fractal3d writes \.npy samples, not images"):
+        FilesWriter.check_fit(family, settings, "png", ["00000", "00001"])
+    FilesWriter.check_fit(family, family.RenderSettings(output="image"), "png", ["00000"])
+
+
+def test_a_folder_rendered_before_the_writer_was_recorded_resumes(tiny, tmp_path):
+    db, ref = tiny
+    out = tmp_path / "old"
+    shutil.copytree(ref, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["identity"].pop("writer") == "webdataset"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    result = _render(db, out)
+    assert "(0 rendered now" in result.output
+    assert json.loads((out / "manifest.json").read_text())["identity"]["writer"] == "webdataset"
+    refused = cli(*render_args(db, out, "--writer", "files"))
+    assert refused.exit_code == 1 and "different database or settings" in refused.output
