@@ -9,8 +9,9 @@ the folder and the ``json`` metadata of the other writers is not kept.
 A shard has no file of its own: while it is written, its journal ``shard-NNNNNN.HOST-PID.partial``
 lists every image it has started (each written under a temporary name and renamed into
 place), so a killed shard's images are found and removed by the next render; its sidecar lists
-``[CATEGORY/KEY.EXT, bytes, sha256]`` of each image, which ``status`` (sizes) and ``verify``
-(digests) check.
+``[CATEGORY/KEY.EXT, bytes, sha256]`` of each image, which ``status`` and resume (sizes) and
+``verify`` and ``render --rehash`` (digests) check. Images are not fsynced one by one (a
+million fsyncs); an image a crash left short fails the size check, so its shard is redone.
 """
 
 from __future__ import annotations

@@ -95,6 +95,10 @@ class ParquetWriter(Writer):
 
     name = "parquet"
 
+    @classmethod
+    def check_fit(cls, family, settings, fmt: str, category_names: list[str]) -> None:
+        _pyarrow()  # every family fits; a missing pyarrow is said before anything is written
+
     def __init__(self, folder: ShardFolder, index: int):
         super().__init__(folder, index)
         self.path = folder.shard(index)
