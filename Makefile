@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,dask]'
+	$(BIN)/pip install --quiet -e '.[dev,dask,parquet]'
 	$(BIN)/pip install --quiet torch==2.13.0  # the [torch] extra, pinned to the local CPU wheel
 	$(BIN)/python -m fdgen.warmup  # compile the FractalDB kernels once, not in every worker
 	touch $(STAMP)

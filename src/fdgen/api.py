@@ -252,17 +252,20 @@ def render(
     rehash: bool = False,
     val_instances: int = 0,
     val_images: int = 0,
+    writer: str = "webdataset",
     progress: Progress = False,
     **options,
 ) -> RenderResult:
     """Render every sample of ``db`` (a ``Database``, a folder or a preset name) into
-    WebDataset shards under ``shards`` (default ``DB-shards``), like ``fdgen render``.
+    WebDataset shards under ``shards`` (default ``DB-shards``), like ``fdgen render``;
+    ``writer`` ``files`` writes one image folder per category, ``parquet`` Parquet shards.
     ``options``: the family's render settings (``instances``, ``size``, ``seed``, ...), over
     those of ``preset`` or of the preset the database was searched from. ``val_instances``
     (families whose sample is a category instance) or ``val_images`` (per-image families):
     that many more per category (or images) from a held-out seed, as the ``val`` split in
-    ``val-NNNNNN.tar`` shards."""
+    ``val-NNNNNN.tar`` (``.parquet``) shards; ``writer`` ``files`` has no validation split."""
     from fdgen.encode import FORMATS
+    from fdgen.output.writers import writer_class
     from fdgen.rendering import render_dataset
     from fdgen.runners import default_workers
 
@@ -274,6 +277,7 @@ def render(
     _check_whole(num_shards, "--num-shards")
     _check_whole(val_instances, "--val-instances", low=0)
     _check_whole(val_images, "--val-images", low=0)
+    writer_type = writer_class(writer)
     workers = workers or default_workers()
     with reporting(progress):
         db = resolve_database(db, workers, num_shards)
@@ -286,6 +290,7 @@ def render(
             db, settings, out, format, samples_per_shard, workers, force,
             shard_index=shard_index, num_shards=num_shards, rehash=rehash,
             backend=backend or ("dask" if scheduler else "local"), scheduler=scheduler, val=val,
+            writer=writer_type,
         )  # fmt: skip
     left = manifest.pop("left")
     return RenderResult(out, manifest, left)

@@ -318,6 +318,13 @@ def _note_left(out: Path, names: list[str]) -> None:
     "val-NNNNNN.tar (split val of _info.json).",
 )
 @click.option(
+    "--writer",
+    type=click.Choice(["webdataset", "files", "parquet"]),
+    default="webdataset",
+    show_default=True,
+    help="Shards: WebDataset tars, one image folder per category (ImageFolder), or Parquet.",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Print the plan, disk size and core-hours (from a short calibration); write nothing.",
@@ -325,7 +332,7 @@ def _note_left(out: Path, names: list[str]) -> None:
 @config_option
 @click.pass_context
 def render(ctx, db_arg, shards, preset, fmt, samples_per_shard, workers, force, **kw):
-    """Render every instance of every category into WebDataset shards.
+    """Render every instance of every category into WebDataset shards (or --writer).
 
     Settings not given as options come from the preset the database was searched from
     (`fdgen info DB` prints them), else from the family's defaults. --val-instances or
@@ -350,7 +357,7 @@ def render(ctx, db_arg, shards, preset, fmt, samples_per_shard, workers, force, 
         db, shards, preset=preset, format=fmt, samples_per_shard=samples_per_shard,
         workers=workers, force=force, backend=kw["backend"], scheduler=kw["scheduler"],
         shard_index=kw["shard_index"], num_shards=kw["num_shards"], rehash=kw["rehash"],
-        progress=True, **val, **_given(ctx),
+        writer=kw["writer"], progress=True, **val, **_given(ctx),
     )  # fmt: skip
     out, manifest = result.out, result.manifest
     rate = manifest["images_per_s"]
@@ -404,7 +411,7 @@ def status(out: Path, list_all: bool) -> None:
         )
         for state, indices in (("incomplete", st.incomplete), ("missing", st.missing)):
             shown = indices if list_all else indices[:10]
-            names = ", ".join(shard_name(j, split) for j in shown)
+            names = ", ".join(shard_name(j, split, st.writer) for j in shown)
             left = len(indices) - len(shown)
             more = f", ... ({left} more; --list)" if left else ""
             click.echo(f"  {state:10s} {len(indices)}" + (f": {names}{more}" if shown else ""))
@@ -478,12 +485,13 @@ def list_presets(name: str | None) -> None:
 def info(path: Path) -> None:
     """Describe a database folder or a shard folder."""
     from fdgen.output import ShardFolder
-    from fdgen.output.folder import SPLITS
+    from fdgen.output.folder import SPLITS, WRITER_SUFFIXES
 
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     folder = ShardFolder(path)
     if folder.manifest_path.exists():
         manifest = folder.read_manifest()
+        folder = ShardFolder(path, writer=manifest.writer)
         click.echo(f"shard folder {path}")
         click.echo(f"  type        {manifest.identity['type']}")
         splits = manifest.splits()
@@ -496,7 +504,8 @@ def info(path: Path) -> None:
         for split in splits[1:]:
             click.echo(
                 f"  {split.name:11s} {split.num_samples:,} in {split.num_shards} shards "
-                f"{SPLITS[split.name]}-NNNNNN.tar (held-out seed {split.plan.seed})"
+                f"{SPLITS[split.name]}-NNNNNN{WRITER_SUFFIXES[manifest.writer]} (held-out seed "
+                f"{split.plan.seed})"
             )
         click.echo(f"  complete    {complete} of {manifest.total_shards} shards")
         click.echo(f"  categories  {manifest.categories:,}")
@@ -504,6 +513,7 @@ def info(path: Path) -> None:
             click.echo(f"  preset      {manifest.database_preset} (the database's)")
         click.echo(f"  settings    {json.dumps(manifest.identity['settings'])}")
         click.echo(f"  format      {manifest.identity['format']}")
+        click.echo(f"  writer      {manifest.writer}")
     else:
         from fdgen import api
 

@@ -32,6 +32,7 @@ from fdgen.errors import FdgenError
 from fdgen.families import get_family
 from fdgen.families.base import Family, Group, Sample
 from fdgen.output.folder import (
+    DEFAULT_WRITER,
     TRAIN,
     VAL,
     Manifest,
@@ -82,12 +83,13 @@ def _borrowed_renderer(type_: str, settings) -> Iterator:
         idle.append(renderer)
 
 
-def _write_error(task: ShardTask, exc: OSError) -> FdgenError:
+def _write_error(task: ShardTask, exc: OSError, writer: str = DEFAULT_WRITER) -> FdgenError:
     reason = exc.strerror or str(exc)
     if exc.filename2:  # a rename into place failed: name its target (e.g. a folder there)
         reason += f": {exc.filename2}"
     return FdgenError(
-        f"{shard_name(task.index, task.split)}: cannot write it in {task.out} ({reason}); it is "
+        f"{shard_name(task.index, task.split, writer)}: cannot write it in {task.out} ({reason}); "
+        "it is "
         "not marked complete and finished shards are kept: free space or fix the cause, then "
         "rerun the same command"
     )
@@ -186,28 +188,29 @@ def render_shard(task: ShardTask, writer: type[Writer] = WebDatasetWriter) -> Si
     the writer drops what it wrote and no sidecar is written, so the shard stays incomplete.
     """
     try:
-        out = writer(ShardFolder(task.out, task.split), task.index)
+        out = writer(ShardFolder(task.out, task.split, writer.name), task.index)
     except OSError as exc:
-        raise _write_error(task, exc) from None
+        raise _write_error(task, exc, writer.name) from None
     try:
         for sample in shard_samples(task):
             out.write(sample)
         return out.commit()
     except OSError as exc:
         out.abort()
-        raise _write_error(task, exc) from None
+        raise _write_error(task, exc, writer.name) from None
     except BaseException:
         out.abort()
         raise
 
 
-def _identity(db: Database, settings, fmt: str, per_shard: int, val: int) -> dict:
+def _identity(db: Database, settings, fmt: str, per_shard: int, val: int, writer: str) -> dict:
     identity = {
         "type": db.type,
         "settings": dataclasses.asdict(settings),
         "format": fmt,
         "samples_per_shard": per_shard,
         "database_digest": db.digest(),
+        "writer": writer,
     }
     if val:  # absent without a validation split: manifests of earlier renders still match
         identity[VAL] = val
@@ -219,6 +222,9 @@ def _rehash(folder: ShardFolder, done: dict, indices: list[int], workers: int) -
 
     def damaged(j: int) -> bool:
         try:
+            if folder.writer == "files":  # the shard is the images its sidecar lists
+                files = done[j].files or []
+                return any(file_sha256(folder.path / n)[0] != sha for n, _, sha in files)
             return file_sha256(folder.shard(j))[0] != done[j].sha256
         except OSError:
             return True
@@ -257,7 +263,8 @@ def render_dataset(
     is locked while it renders; files fdgen did not write are left alone (``force`` removes only
     fdgen's own files of other settings). Returns the manifest (``status`` ``complete`` or
     ``partial``) plus ``left``: the names of the files fdgen did not write. ``writer`` turns
-    each shard's samples into files (``fdgen.output.writers``; WebDataset tars by default).
+    each shard's samples into files (``fdgen.output.writers``; WebDataset tars by default);
+    its name is part of the render's identity, so a rerun with another writer is refused.
     """
     out = Path(out)
     if backend not in BACKENDS:
@@ -281,13 +288,21 @@ def render_dataset(
     family = get_family(db.type)
     if isinstance(val, bool) or not isinstance(val, int) or val < 0:
         raise FdgenError(f"--val-{_val_unit(family)}: expected a whole number >= 0, got {val!r}")
+    if val and writer.name == "files":
+        raise FdgenError(
+            f"--val-{_val_unit(family)}: --writer files writes one ImageFolder of the training "
+            "split and has no layout for a validation split; use --writer webdataset or "
+            "--writer parquet (val-NNNNNN shards), or render the validation set into its own "
+            "folder with another --seed"
+        )
+    writer.check_fit(family, settings, fmt, db.names)
     splits = render_splits(db, settings, samples_per_shard, val)
-    identity = _identity(db, settings, fmt, samples_per_shard, val)
-    folder = ShardFolder(out)
+    identity = _identity(db, settings, fmt, samples_per_shard, val, writer.name)
+    folder = ShardFolder(out, writer=writer.name)
     folder.check_owner(identity, force)  # checked again under the lock; this writes nothing
     try:
         with folder.lock(partition):
-            folder = ShardFolder(out.absolute())
+            folder = ShardFolder(out.absolute(), writer=writer.name)
             run = _Run(db, family, settings, fmt, splits, identity, folder, partition, writer)
             manifest = _render_locked(run, workers, force, name, backend, scheduler, rehash)
             return manifest | {"left": folder.foreign_files()}

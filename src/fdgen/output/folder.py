@@ -1,13 +1,15 @@
 """The shard folder: every file name fdgen writes there, its typed records, lock and indexes.
 
 A folder holds the shards of one or two splits: the training split's ``shard-NNNNNN.tar``
-and, with a validation split, ``val-NNNNNN.tar``; one sidecar per complete shard
-(``shard-NNNNNN.json``, ``val-NNNNNN.json``: ``Sidecar``), ``manifest.json`` (``Manifest``),
-the index files trainers read (``_info.json``, ``sizes.json``), per-process ``.partial`` files
-of shards being written, atomic-write temporaries and the render lock files. A split is a
-name (``train``, ``val``) and the file prefix of its shards (``SPLITS``); ``ShardFolder(path,
-split)`` names that split's files. It is the only code that knows these names, so it alone
-can tell fdgen's files from the user's.
+and, with a validation split, ``val-NNNNNN.tar`` (``.parquet`` with ``--writer parquet``; with
+``--writer files`` a shard is the images it lists in category folders, training split only);
+one sidecar per complete shard (``shard-NNNNNN.json``, ``val-NNNNNN.json``: ``Sidecar``),
+``manifest.json`` (``Manifest``), the index files trainers read (``_info.json``,
+``sizes.json``), per-process ``.partial`` files of shards being written, atomic-write
+temporaries and the render lock files. A split is a name (``train``, ``val``) and the file
+prefix of its shards (``SPLITS``); ``ShardFolder(path, split, writer)`` names that split's
+files as that writer writes them. It is the only code that knows these names, so it alone can
+tell fdgen's files from the user's.
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ MAX_SAMPLES = 10**9  # bounds the samples one plan may describe
 _PLAN_FIELDS = {"categories": 1, "instances": 1, "group_size": 1, "samples_per_shard": 1}
 TRAIN, VAL = "train", "val"
 SPLITS = {TRAIN: "shard", VAL: "val"}  # split name -> file prefix of its shards and sidecars
-_SHARD_FILE = re.compile(r"(shard|val)-\d{6,}\.(tar|json)")  # a shard or its sidecar
+_SHARD_FILE = re.compile(r"(shard|val)-\d{6,}\.(tar|parquet|json)")  # a shard or its sidecar
+# The file of one shard by writer ("files": none, the shard is the images its sidecar lists).
+WRITER_SUFFIXES = {"webdataset": ".tar", "files": "", "parquet": ".parquet"}
+DEFAULT_WRITER = "webdataset"
 _INDEX_FILES = (MANIFEST_FILE, INFO_FILE, SIZES_FILE)
 
 
@@ -53,9 +58,10 @@ def _prefix(split: str) -> str:
         raise FdgenError(f"split: must be one of {', '.join(SPLITS)}, got {split!r}") from None
 
 
-def shard_name(index: int, split: str = TRAIN) -> str:
-    """File name of shard ``index`` of ``split`` (``shard-NNNNNN.tar``, ``val-NNNNNN.tar``)."""
-    return f"{_prefix(split)}-{index:06d}.tar"
+def shard_name(index: int, split: str = TRAIN, writer: str = DEFAULT_WRITER) -> str:
+    """File name of shard ``index`` of ``split`` as ``writer`` writes it (``shard-NNNNNN.tar``,
+    ``val-NNNNNN.parquet``; ``files``: the shard's name, ``shard-NNNNNN``)."""
+    return f"{_prefix(split)}-{index:06d}{WRITER_SUFFIXES[writer]}"
 
 
 def sidecar_name(index: int, split: str = TRAIN) -> str:
@@ -84,6 +90,23 @@ def partial_shard_index(path: Path, split: str | None = TRAIN) -> int | None:
             digits = name[len(start) : len(start) + 6]
             return int(digits) if digits.isdigit() else None
     return None
+
+
+def is_journal(path: Path) -> bool:
+    """Whether ``path`` is the journal of a shard being written by the files writer
+    (``shard-NNNNNN.HOST-PID.partial``: the images it has started, one per line)."""
+    name = Path(path).name
+    if partial_shard_index(path, None) is None:
+        return False
+    rest = name.partition("-")[2][6:]  # after PREFIX-NNNNNN
+    return not any(rest.startswith(s + ".") for s in WRITER_SUFFIXES.values() if s)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty (the user's files, or other shards' images), or gone
+        pass
 
 
 def is_lock_file(path: Path) -> bool:
@@ -126,14 +149,38 @@ def check_sidecar(record, index: int, split: str = TRAIN) -> dict:
     record = readback.mapping(record)
     _check_version(record)
     readback.integer(record, "shard", index, index)
-    readback.text(record, "file", (shard_name(index, split),))
+    readback.text(record, "file", tuple(shard_name(index, split, w) for w in WRITER_SUFFIXES))
     readback.integer(record, "samples")
     readback.integer(record, "bytes")
     readback.integer(record, "diverged", optional=True)
     sha = record.get("sha256")
     if not (isinstance(sha, str) and len(sha) == 64 and set(sha) <= set("0123456789abcdef")):
         raise readback.BadContent("field sha256 must be 64 hexadecimal digits")
+    files = record.get("files")
+    if files is not None:
+        if not isinstance(files, list):
+            raise readback.BadContent("field files must be a list")
+        for entry in files:
+            if not (
+                isinstance(entry, list)
+                and len(entry) == 3
+                and isinstance(entry[0], str)
+                and is_member_path(entry[0])
+                and isinstance(entry[1], int)
+                and isinstance(entry[2], str)
+                and len(entry[2]) == 64
+            ):
+                raise readback.BadContent(
+                    "field files must hold [CATEGORY/KEY.EXT, bytes, sha256] entries"
+                )
     return record
+
+
+def is_member_path(name: str) -> bool:
+    """Whether ``name`` is a path the files writer writes: ``CATEGORY/KEY.EXT``, one level,
+    no hidden or parent parts (so a damaged record can never name a file outside the folder)."""
+    parts = name.split("/")
+    return len(parts) == 2 and all(p and not p.startswith(".") for p in parts) and "." in parts[1]
 
 
 @dataclass(frozen=True)
@@ -141,6 +188,8 @@ class Sidecar:
     """The record that marks one shard complete: its file, samples, size and sha256.
 
     ``diverged`` counts samples from diverged orbits (None when the writer did not count).
+    ``files`` lists the files of a shard of the files writer, ``[CATEGORY/KEY.EXT, bytes,
+    sha256]`` each (``bytes`` is their sum, ``sha256`` the digest of that list).
     """
 
     shard: int
@@ -150,6 +199,7 @@ class Sidecar:
     sha256: str
     diverged: int | None = None
     version: int = FORMAT_VERSION
+    files: list | None = None
 
     @classmethod
     def from_dict(cls, record, index: int, split: str = TRAIN) -> Sidecar:
@@ -164,6 +214,7 @@ class Sidecar:
             record["sha256"],
             record.get("diverged"),
             record.get("version", 1),
+            record.get("files"),
         )
 
     @classmethod
@@ -189,6 +240,8 @@ class Sidecar:
         }
         if self.diverged is not None:
             record["diverged"] = self.diverged
+        if self.files is not None:
+            record["files"] = self.files
         return record
 
     def save(self, path: Path) -> None:
@@ -230,6 +283,10 @@ def check_manifest(manifest) -> dict:
         except readback.BadContent as exc:
             raise readback.BadContent(str(exc).replace("field ", "field identity.", 1)) from None
     readback.sub_mapping(identity, "settings")
+    try:
+        readback.text(identity, "writer", tuple(WRITER_SUFFIXES), optional=True)
+    except readback.BadContent as exc:
+        raise readback.BadContent(str(exc).replace("field ", "field identity.", 1)) from None
     readback.text(manifest, "status", optional=True)
     readback.text(manifest, "sample_unit", ("category", "image"), optional=True)
     plan = readback.sub_mapping(manifest, "plan", optional=True)
@@ -332,6 +389,11 @@ class Manifest:
     diverged: int | None = None
     bytes: int | None = None
     version: int = FORMAT_VERSION
+
+    @property
+    def writer(self) -> str:
+        """The writer of the shards (``identity.writer``; manifests before it: webdataset)."""
+        return self.identity.get("writer", DEFAULT_WRITER)
 
     @classmethod
     def from_dict(cls, record) -> Manifest:
@@ -440,24 +502,31 @@ def _stamp(fd: int) -> None:
 class ShardFolder:
     """A shard folder: the paths of its files, its records, its lock, and which of its files
     fdgen wrote. The per-shard names (``shard``, ``sidecar``, ``partial``, ``listing``, ...)
-    are those of ``split``; ``of_split`` gives the same folder for another split (so a writer
-    opened on it writes that split's files)."""
+    are those of ``split`` as ``writer`` writes them (``WRITER_SUFFIXES``: a tar or a Parquet
+    file per shard, or, ``files``, images in one folder per category); ``of_split`` gives the
+    same folder for another split (so a writer opened on it writes that split's files)."""
 
-    def __init__(self, path: Path | str, split: str = TRAIN):
+    def __init__(self, path: Path | str, split: str = TRAIN, writer: str = DEFAULT_WRITER):
         self.path = Path(path)
         self.prefix = _prefix(split)
         self.split = split
+        if writer not in WRITER_SUFFIXES:
+            raise FdgenError(
+                f"--writer: unknown writer {writer!r}; choose from {', '.join(WRITER_SUFFIXES)}"
+            )
+        self.writer = writer
 
     def __repr__(self) -> str:
-        return f"ShardFolder({str(self.path)!r}, {self.split!r})"
+        return f"ShardFolder({str(self.path)!r}, {self.split!r}, {self.writer!r})"
 
     def of_split(self, split: str) -> ShardFolder:
-        """This folder, naming the shards of ``split``."""
-        return ShardFolder(self.path, split)
+        """This folder (same writer), naming the shards of ``split``."""
+        return ShardFolder(self.path, split, self.writer)
 
     def shard(self, index: int) -> Path:
-        """Path of shard ``index`` (of this folder's split)."""
-        return self.path / shard_name(index, self.split)
+        """Path of shard ``index`` of this folder's split (for the files writer: a name, no
+        file is there)."""
+        return self.path / shard_name(index, self.split, self.writer)
 
     def sidecar(self, index: int) -> Path:
         """Path of the sidecar of shard ``index``."""
@@ -467,7 +536,8 @@ class ShardFolder:
         """This process's temporary name for shard ``index`` while it is written: a shard
         rendered twice at once (a Dask task rerun while its first try still runs) never
         shares a half-written file."""
-        return self.path / f"{shard_name(index, self.split)}.{process_tag()}{PARTIAL_SUFFIX}"
+        name = shard_name(index, self.split, self.writer)
+        return self.path / f"{name}.{process_tag()}{PARTIAL_SUFFIX}"
 
     @property
     def manifest_path(self) -> Path:
@@ -512,7 +582,14 @@ class ShardFolder:
         matching size); None otherwise, so that a damaged sidecar means the shard is redone."""
         try:
             record = Sidecar.load(self.sidecar(index), index, self.split)
-            if self.shard(index).stat().st_size == record.bytes:
+            if record.file != shard_name(index, self.split, self.writer):
+                return None  # a shard of another writer
+            if self.writer == "files":
+                files = record.files or []
+                sizes = [(self.path / name).stat().st_size for name, _, _ in files]
+                if files and sizes == [size for _, size, _ in files]:
+                    return record
+            elif self.shard(index).stat().st_size == record.bytes:
                 return record
         except (OSError, readback.BadContent):
             pass
@@ -522,14 +599,13 @@ class ShardFolder:
         """Write the sidecar of shard ``record.shard``, marking it complete."""
         record.save(self.sidecar(record.shard))
 
-    @staticmethod
-    def index_records(name: str, plans: dict[str, ShardPlan]) -> tuple[dict, dict]:
+    def index_records(self, name: str, plans: dict[str, ShardPlan]) -> tuple[dict, dict]:
         """The contents of ``_info.json`` (timm's wds format: one entry per split, so
         ``--train-split train --val-split val`` finds each) and ``sizes.json`` (open_clip:
         samples by shard file name, every split) for the plans of the splits by name."""
         splits, sizes = {}, {}
         for split, plan in plans.items():
-            names = [shard_name(j, split) for j in range(plan.num_shards)]
+            names = [shard_name(j, split, self.writer) for j in range(plan.num_shards)]
             lengths = plan.shard_lengths()
             splits[split] = {
                 "name": split,
@@ -556,12 +632,18 @@ class ShardFolder:
                 names = [e.name for e in entries if e.name.startswith(start)]
         except (FileNotFoundError, NotADirectoryError):
             return found
+        suffix = WRITER_SUFFIXES[self.writer]
         for name in names:
             if _SHARD_FILE.fullmatch(name):
-                kind = found.tars if name.endswith(".tar") else found.sidecars
-                kind.add(int(name[len(start) :].partition(".")[0]))
+                index = int(name[len(start) :].partition(".")[0])
+                if name.endswith(".json"):
+                    found.sidecars.add(index)
+                elif suffix and name.endswith(suffix):
+                    found.tars.add(index)
             elif (index := partial_shard_index(Path(name), self.split)) is not None:
                 found.partials.add(index)
+        if not suffix:  # files: the sidecar lists the shard's files, read_sidecar checks them
+            found.tars.update(found.sidecars)
         return found
 
     # temporary files
@@ -578,9 +660,60 @@ class ShardFolder:
         for path in self.path.glob(self.prefix + "-*" + PARTIAL_SUFFIX):
             index = partial_shard_index(path, self.split)
             if index is not None and mine(index):
+                if is_journal(path):
+                    self.drop_journal(path, keep_written=self.read_sidecar(index) is not None)
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+    def drop_journal(self, journal: Path, keep_written: bool = False) -> None:
+        """Remove the images a files-writer journal lists (their temporaries always; the
+        images themselves unless ``keep_written``: another process completed the shard)."""
+        tag = journal.name.partition("-")[2][len("000000.") : -len(PARTIAL_SUFFIX)]
+        try:
+            names = journal.read_text().splitlines()
+        except (OSError, UnicodeDecodeError):
+            return
+        dirs = set()
+        for name in names:
+            if not is_member_path(name):
+                continue  # a torn last line, or not fdgen's journal: touch nothing
+            target = self.path / name
+            Path(f"{target}.{tag}{PARTIAL_SUFFIX}").unlink(missing_ok=True)
+            if not keep_written:
+                target.unlink(missing_ok=True)
+            dirs.add(target.parent)
+        for folder in dirs:
+            _remove_if_empty(folder)
+
+    def _drop_listed(self, sidecar: Path) -> None:
+        """Remove the images a sidecar of the files writer lists (``--force``)."""
+        try:
+            files = readback.parse_json(sidecar).get("files")
+        except (OSError, readback.BadContent, AttributeError):
+            return
+        dirs = set()
+        for entry in files if isinstance(files, list) else []:
+            if isinstance(entry, list) and entry and isinstance(entry[0], str):
+                if is_member_path(entry[0]):
+                    (self.path / entry[0]).unlink(missing_ok=True)
+                    dirs.add((self.path / entry[0]).parent)
+        for folder in dirs:
+            _remove_if_empty(folder)
+
+    def category_dirs(self) -> set[str]:
+        """Names of the category folders the sidecars of a files render list (empty for the
+        other writers: their shards are files in the folder itself)."""
+        if self.writer != "files":
+            return set()
+        found = set()
+        for index in self.listing().sidecars:
+            try:
+                files = Sidecar.load(self.sidecar(index), index).files or []
+            except (OSError, readback.BadContent):
+                continue
+            found.update(name.partition("/")[0] for name, _, _ in files)
+        return found
 
     def remove_stale_temporaries(self) -> None:
         """Delete atomic-write temporaries of fdgen's files (left by a crash)."""
@@ -602,13 +735,15 @@ class ShardFolder:
         return name in _INDEX_FILES or _SHARD_FILE.fullmatch(name) is not None
 
     def foreign_files(self) -> list[str]:
-        """Names of what the folder holds that fdgen did not write (sub-folders end in ``/``)."""
+        """Names of what the folder holds that fdgen did not write (sub-folders end in ``/``;
+        the category folders of a files render are fdgen's)."""
         if not self.path.is_dir():
             return []
+        ours = self.category_dirs()
         return sorted(
             p.name + ("/" if p.is_dir() else "")
             for p in self.path.iterdir()
-            if not self.written_by_fdgen(p)
+            if not self.written_by_fdgen(p) and not (p.is_dir() and p.name in ours)
         )
 
     def check_owner(self, identity: dict, force: bool) -> tuple[bool, bool]:
@@ -639,12 +774,13 @@ class ShardFolder:
                     f"--shards: {manifest_path} is not an fdgen manifest; move it away or "
                     "choose another folder"
                 )
-            if held["identity"] != identity:
+            held_identity = {"writer": DEFAULT_WRITER, **held["identity"]}  # before --writer
+            if held_identity != identity:
                 if not force:
                     what = "a different database or settings"
-                    rest = {k: v for k, v in held["identity"].items() if k != VAL}
+                    rest = {k: v for k, v in held_identity.items() if k != VAL}
                     if rest == {k: v for k, v in identity.items() if k != VAL}:
-                        had, asked = held["identity"].get(VAL, 0), identity.get(VAL, 0)
+                        had, asked = held_identity.get(VAL, 0), identity.get(VAL, 0)
                         what = (
                             f"the same settings with a validation split of {had} per category "
                             f"or image (this render asks {asked})"
@@ -687,6 +823,10 @@ class ShardFolder:
             for path in self.path.iterdir():
                 # the lock files are held by this process
                 if self.written_by_fdgen(path) and not is_lock_file(path):
+                    if is_journal(path):
+                        self.drop_journal(path)
+                    elif _SHARD_FILE.fullmatch(path.name) and path.suffix == ".json":
+                        self._drop_listed(path)  # the images of a files render
                     path.unlink()
         return whole
 

@@ -119,11 +119,14 @@ class ShardRerender:
     keys: frozenset
     _fresh: dict = field(default_factory=dict, repr=False)
 
-    def compare(self, key: str, stored: dict[str, bytes]) -> list[str]:
-        """Problems of stored sample ``key`` against a fresh render (none when identical)."""
+    def compare(self, key: str, stored: dict[str, bytes], members=None) -> list[str]:
+        """Problems of stored sample ``key`` against a fresh render (none when identical);
+        ``members``: only these members are stored (the files writer keeps the image)."""
         if key not in self._fresh:
             self._render_group_of(key)
         fresh = self._fresh.pop(key)
+        if members is not None:
+            fresh = {ext: data for ext, data in fresh.items() if ext in members}
         where = f"sample {key}"
         problems = [
             f"{where}: member .{ext} differs from a fresh render"

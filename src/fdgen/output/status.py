@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fdgen.errors import FdgenError
-from fdgen.output.folder import MANIFEST_FILE, PARTIAL_SUFFIX, TRAIN, ShardFolder, shard_name
+from fdgen.output.folder import DEFAULT_WRITER, MANIFEST_FILE, PARTIAL_SUFFIX, TRAIN, ShardFolder
 
 
 def shard_state(folder: ShardFolder, index: int) -> str:
@@ -17,7 +17,7 @@ def shard_state(folder: ShardFolder, index: int) -> str:
         return "complete"
     if folder.shard(index).exists() or folder.sidecar(index).exists():
         return "incomplete"
-    if any(folder.path.glob(shard_name(index, folder.split) + ".*" + PARTIAL_SUFFIX)):
+    if any(folder.path.glob(folder.shard(index).name + ".*" + PARTIAL_SUFFIX)):
         return "incomplete"
     return "missing"
 
@@ -37,13 +37,14 @@ class FolderStatus:
     incomplete: list[int]
     missing: list[int]
     split: str = TRAIN
+    writer: str = DEFAULT_WRITER  # the manifest's: it names the shard files
 
 
 def folder_status(path: Path, split: str = TRAIN) -> FolderStatus:
     """Where split ``split`` of the shard folder ``path`` stands (a clear error if it is not
     one, or has no such split)."""
-    folder = ShardFolder(path, split)
-    manifest = folder.read_manifest()
+    manifest = ShardFolder(path, split).read_manifest()
+    folder = ShardFolder(path, split, manifest.writer)
     recorded = next((r for r in manifest.splits() if r.name == split), None)
     if recorded is None:
         raise FdgenError(f"{folder.path}: holds no {split} split (see its {MANIFEST_FILE})")
@@ -71,4 +72,5 @@ def folder_status(path: Path, split: str = TRAIN) -> FolderStatus:
         folder.info_path.exists() and manifest.status == "complete",
         **states,
         split=split,
+        writer=manifest.writer,
     )

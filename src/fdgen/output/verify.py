@@ -22,6 +22,7 @@ from fdgen import readback
 from fdgen.errors import FdgenError
 from fdgen.families import get_family
 from fdgen.output.folder import (
+    DEFAULT_WRITER,
     HASH_CHUNK,
     INFO_FILE,
     SIZES_FILE,
@@ -29,6 +30,7 @@ from fdgen.output.folder import (
     Manifest,
     ShardFolder,
     Sidecar,
+    file_sha256,
     shard_name,
     sidecar_name,
 )
@@ -71,6 +73,8 @@ class ShardCheck:
     problems: list[str] | None = None
     rerendered: int = 0  # samples compared with a fresh render (verify --rerender)
     split: str = TRAIN
+    writer: str = DEFAULT_WRITER  # the manifest's: it names the shard file
+    folders: dict | None = None  # files writer: category folder -> labels of its images
 
     @property
     def ok(self) -> bool:
@@ -79,7 +83,7 @@ class ShardCheck:
     @property
     def name(self) -> str:
         """The shard's file name."""
-        return shard_name(self.index, self.split)
+        return shard_name(self.index, self.split, self.writer)
 
 
 def _check_sample(
@@ -185,12 +189,12 @@ def verify_shard(
     split: str = TRAIN,
 ) -> ShardCheck:
     """Check shard ``index`` of ``split`` against its sidecar and the plan (that split's):
-    readable tar, sample count, size, sha256, each sample's members (image, cls, json), labels
-    in range, the expected sample keys; with ``decode`` every image is decoded and its size
-    checked. ``rerender`` (a ``fdgen.output.rerender.ShardRerender``) compares its chosen
-    samples with a fresh render."""
-    folder = ShardFolder(folder, split)
-    check = ShardCheck(index, problems=[], split=split)
+    readable tar (or Parquet file, or the images a files shard lists), sample count, size,
+    sha256, each sample's members (image, cls, json), labels in range, the expected sample
+    keys; with ``decode`` every image is decoded and its size checked. ``rerender`` (a
+    ``fdgen.output.rerender.ShardRerender``) compares its chosen samples with a fresh render."""
+    folder = ShardFolder(folder, split, manifest.writer)
+    check = ShardCheck(index, problems=[], split=split, writer=manifest.writer)
     problems = check.problems
     categories = manifest.categories
     family, members = _schema(manifest, folder)
@@ -219,6 +223,11 @@ def verify_shard(
             for i in instances
         }
     seen: set[str] = set()
+    if folder.writer != "webdataset":
+        context = _Context(family, members, categories, decode_size, rerender, expected_keys)
+        _verify_rows(folder, index, record, plan, context, check, seen)
+        _finish_counts(check, expected_samples, expected_keys, seen)
+        return check
     try:
         fh = open(path, "rb")
     except OSError as exc:
@@ -279,6 +288,12 @@ def verify_shard(
         problems.append(f"size {reader.size} bytes, sidecar says {record.bytes}")
     if reader.sha.hexdigest() != record.sha256:
         problems.append("sha256 differs from the sidecar (the file was changed or damaged)")
+    _finish_counts(check, expected_samples, expected_keys, seen)
+    return check
+
+
+def _finish_counts(check: ShardCheck, expected_samples: int, expected_keys, seen: set) -> None:
+    problems = check.problems
     if check.samples != expected_samples and len(problems) < _MAX_PROBLEMS:
         problems.append(f"holds {check.samples} samples, expected {expected_samples}")
     if expected_keys is not None and len(problems) < _MAX_PROBLEMS:
@@ -286,7 +301,97 @@ def verify_shard(
         if lost:
             problems.append(f"sample {lost[0]}: missing ({len(lost)} expected samples absent)")
     del problems[_MAX_PROBLEMS:]
-    return check
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What checking one sample needs (see ``_check_sample``)."""
+
+    family: Family
+    members: tuple[str, ...]
+    categories: int
+    decode_size: object
+    rerender: object
+    expected_keys: set | None
+
+
+def _verify_rows(
+    folder: ShardFolder, index: int, record: Sidecar, plan, ctx: _Context, check, seen: set
+) -> None:
+    """Check a shard of the parquet or files writer: its bytes against the sidecar, then each
+    sample as ``verify_shard`` checks a tar's."""
+    problems = check.problems
+    members = ctx.members
+    if folder.writer == "files":
+        from fdgen.output.files import listing_digest, read_files
+
+        members = members[:1]  # the image only: the label is its folder
+        files = record.files or []
+        if listing_digest(files) != record.sha256 or sum(f[1] for f in files) != record.bytes:
+            problems.append("sidecar files list differs from its sha256 or bytes (damaged)")
+        unit_of = {}
+        if plan is not None:
+            unit_of = {
+                ctx.family.sample_key(unit, i): unit
+                for unit, _, instances in plan.members(index)
+                for i in instances
+            }
+        check.folders = {}
+        rows = read_files(folder, record, problems)
+    else:
+        from fdgen.output.parquet import read_parquet
+
+        path = folder.shard(index)
+        try:
+            digest, size = file_sha256(path)
+        except OSError as exc:
+            problems.append(f"cannot open ({exc.strerror or exc})")
+            return
+        if size != record.bytes:
+            problems.append(f"size {size} bytes, sidecar says {record.bytes}")
+        if digest != record.sha256:
+            problems.append("sha256 differs from the sidecar (the file was changed or damaged)")
+        rows = ((key, fields, None) for key, fields in read_parquet(path, members, problems))
+    try:
+        for key, fields, category in rows:
+            if len(problems) >= _MAX_PROBLEMS:
+                break
+            check.samples += 1
+            if key in seen:
+                problems.append(f"sample {key}: appears twice")
+            seen.add(key)
+            if ctx.expected_keys is not None and key not in ctx.expected_keys:
+                problems.append(f"sample {key}: does not belong in this shard")
+            if category is not None and key in unit_of:
+                check.folders.setdefault(category, set()).add(unit_of[key])
+            _check_sample(
+                key, fields, ctx.family, members, ctx.categories, ctx.decode_size, problems
+            )
+            if ctx.rerender is not None and key in ctx.rerender.keys:
+                check.rerendered += 1
+                problems.extend(ctx.rerender.compare(key, fields, members))
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises its own errors on damaged data
+        problems.append(f"not a readable Parquet file ({type(exc).__name__}: {exc})")
+
+
+def _check_folders(checks: list[ShardCheck]) -> list[str]:
+    """Files writer: each category folder holds one label, and the sorted folder names give
+    the labels in order (torchvision's ImageFolder numbers classes by sorted folder name)."""
+    labels: dict[str, set] = {}
+    for check in checks:
+        for name, units in (check.folders or {}).items():
+            labels.setdefault(name, set()).update(units)
+    problems = [
+        f"{name}/: holds images of labels {sorted(units)}"
+        for name, units in sorted(labels.items())
+        if len(units) > 1
+    ]
+    order = [min(labels[name]) for name in sorted(labels)]
+    if not problems and len(set(order)) < len(order):
+        problems.append("the images of one label lie in two category folders")
+    elif not problems and order != sorted(order):
+        problems.append("category folders sort in another order than their labels")
+    return problems
 
 
 def _check_indexes(folder: ShardFolder, manifest: Manifest) -> list[str]:
@@ -396,9 +501,10 @@ def verify_folder(
         if progress:
             progress(check)
     checks.sort(key=lambda c: (order[c.split], c.index))
+    shard_folder = ShardFolder(shard_folder.path, writer=manifest.writer)
     return FolderCheck(
         checks,
-        _check_indexes(shard_folder, manifest),
+        _check_indexes(shard_folder, manifest) + _check_folders(checks),
         sum(c.samples for c in checks),
         manifest,
     )

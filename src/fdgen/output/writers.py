@@ -3,7 +3,9 @@
 ``render`` talks to a writer only through ``Writer``: open it for shard j, ``write`` each
 sample in order, then ``commit`` (the shard is in place and its ``Sidecar`` marks it
 complete) or ``abort`` (nothing of the shard is left, no sidecar). ``WebDatasetWriter`` is
-the default: one tar per shard, samples as members ``key.ext``.
+the default: one tar per shard, samples as members ``key.ext``; ``fdgen.output.files`` writes
+one folder per category (torchvision's ``ImageFolder``), ``fdgen.output.parquet`` one Parquet
+file per shard (HuggingFace ``datasets``). ``writer_class`` finds one by its ``--writer`` name.
 """
 
 from __future__ import annotations
@@ -11,15 +13,26 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import ClassVar
 
+from fdgen.errors import FdgenError
 from fdgen.families.base import Sample
-from fdgen.output.folder import ShardFolder, Sidecar
+from fdgen.output.folder import DEFAULT_WRITER, WRITER_SUFFIXES, ShardFolder, Sidecar
 from fdgen.output.tar import TarStream
 
 
 class Writer(ABC):
     """The output of one shard. Opening (the constructor) may raise ``OSError``; so may
-    ``write`` and ``commit``, after which the caller calls ``abort``."""
+    ``write`` and ``commit``, after which the caller calls ``abort``. ``name`` is the
+    ``--writer`` name recorded in the manifest (it decides the shard file names)."""
+
+    name: ClassVar[str] = DEFAULT_WRITER
+
+    @classmethod
+    def check_fit(cls, family, settings, fmt: str, category_names: list[str]) -> None:
+        """Raise ``FdgenError`` when the samples of this render do not fit the writer's
+        layout (checked before anything is written); every render fits by default."""
+        return None
 
     def __init__(self, folder: ShardFolder, index: int):
         self.folder = folder
@@ -89,3 +102,18 @@ class WebDatasetWriter(Writer):
         except OSError:  # the file is being discarded anyway (disk full...)
             pass
         Path(self.tmp).unlink(missing_ok=True)
+
+
+def writer_class(name: str) -> type[Writer]:
+    """The writer of ``--writer NAME``; a clear error for an unknown name."""
+    if name == "webdataset":
+        return WebDatasetWriter
+    if name == "files":
+        from fdgen.output.files import FilesWriter
+
+        return FilesWriter
+    if name == "parquet":
+        from fdgen.output.parquet import ParquetWriter
+
+        return ParquetWriter
+    raise FdgenError(f"--writer: unknown writer {name!r}; choose from {', '.join(WRITER_SUFFIXES)}")
