@@ -10,6 +10,8 @@ fdgen installed from this checkout) and are deselected in `make test`.
   wheel and sdist do not ship ``train.py`` (it lives only in timm's git repository), so this
   runs when ``TIMM_TRAIN_PY`` names a copy of the ``train.py`` of the installed timm version
   (e.g. ``git show v1.0.28:train.py`` in a clone) and is skipped, saying so, otherwise.
+* ``test_torchvision_imagefolder_reads_the_files_writer``: ``torchvision.datasets.ImageFolder``
+  on ``fdgen render --writer files``.
 """
 
 from __future__ import annotations
@@ -129,3 +131,37 @@ def test_timm_train_py_one_epoch(shards, tmp_path):
     stdout = done.stdout
     result = json.loads(stdout[stdout.index("--result") + len("--result") :].strip())
     assert 0 <= result[0]["validation"]["top1"] <= 100
+
+
+def test_torchvision_imagefolder_reads_the_files_writer(shards, tmp_path):
+    """The original FractalDB training scripts' loader on ``--writer files``: one class per
+    category folder, numbered as fdgen's labels, the same pixels as the tar shards."""
+    pytest.importorskip("torchvision")
+    import numpy as np
+    import webdataset as wds
+    from torchvision import datasets
+
+    db = shards.parent / "fractaldb"
+    out = tmp_path / "files"
+    fdgen(
+        "render", "--db", db, "--instances", INSTANCES, "--size", SIZE,
+        "--samples-per-shard", PER_SHARD, "--shards", out, "--writer", "files",
+    )  # fmt: skip
+    folder = datasets.ImageFolder(str(out))
+    assert len(folder) == CATEGORIES * INSTANCES
+    assert len(folder.classes) == CATEGORIES
+    assert Counter(label for _, label in folder.samples) == Counter(
+        {k: INSTANCES for k in range(CATEGORIES)}
+    )
+    tar_images = {}
+    urls = [str(p) for p in sorted(shards.glob("shard-*.tar"))]
+    for key, image, label in (
+        wds.WebDataset(urls, shardshuffle=False).decode("l8").to_tuple("__key__", "png", "cls")
+    ):
+        tar_images[key] = (np.asarray(image), int(label))
+    assert len(tar_images) == len(folder)
+    for path, label in folder.samples:
+        key = Path(path).stem
+        pixels, tar_label = tar_images[key]
+        assert label == tar_label, path
+        assert np.array_equal(np.asarray(folder.loader(path).convert("L")), pixels), path
