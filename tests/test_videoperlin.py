@@ -78,12 +78,19 @@ def test_search_and_render_errors_name_the_option(db, tmp_path):
                  "--out", tmp_path / "b")  # fmt: skip
     assert "--time-frequencies" in out and "1..256" in out
     out = _fails("search", "--type", "videoperlin", "--spatial-frequencies", "1,2",
-                 "--out", tmp_path / "c")  # fmt: skip
+                 "--categories", 17, "--out", tmp_path / "c")  # fmt: skip
     assert "--categories: must be in 1..16" in out
     out = _fails("render", "--db", db, "--shards", tmp_path / "d", "--octaves", 6, "--workers", 1)
     assert re.search(r"--octaves: 6 octaves of class x\d+_y\d+_t\d+ need 512 lattice", out)
     out = _fails("render", "--db", db, "--shards", tmp_path / "e", "--persistence", 0)
     assert "--persistence: must be in (0, 1]" in out
+
+
+def test_categories_default_to_the_whole_grid(tmp_path):
+    _cli("search", "--type", "videoperlin", "--spatial-frequencies", "1,2",
+         "--time-frequencies", "1,2,3", "--out", tmp_path / "db")  # fmt: skip
+    files = sorted(p.name for p in (tmp_path / "db" / "categories").iterdir())
+    assert len(files) == 2 * 2 * 3, files
 
 
 def test_preset_is_valid_and_its_grid_is_324_classes():

@@ -36,7 +36,10 @@ def _family_defaults(kind: str, setting: str) -> dict[str, str]:
     take the setting are left out."""
     defaults = {}
     for name, settings_class in _settings_classes(kind).items():
-        fields = {f.name: f.default for f in dataclasses.fields(settings_class)}
+        fields = {
+            f.name: f.metadata.get("default_text", f.default)
+            for f in dataclasses.fields(settings_class)
+        }
         if setting == "maps" and set(_MAPS) <= set(fields):
             defaults[name] = f"{fields['maps_min']}-{fields['maps_max']}"
         elif setting in fields and setting not in _MAPS:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +89,7 @@ def parse_frequencies(text: str, option: str) -> tuple[int, ...]:
 class SearchSettings:
     """The frequency grid; every triple is a category (no filter)."""
 
-    categories: int = 9 * 9 * 4
+    categories: int = field(default=0, metadata={"default_text": "the whole grid"})  # 0: all
     spatial_frequencies: str = DEFAULT_SPATIAL
     time_frequencies: str = DEFAULT_TEMPORAL
 
@@ -97,6 +97,8 @@ class SearchSettings:
         spatial = parse_frequencies(self.spatial_frequencies, "--spatial-frequencies")
         temporal = parse_frequencies(self.time_frequencies, "--time-frequencies")
         size = len(spatial) ** 2 * len(temporal)
+        if self.categories == 0:  # not given: every class of the grid
+            object.__setattr__(self, "categories", size)
         check_option(
             1 <= self.categories <= size,
             "--categories",
