@@ -288,14 +288,7 @@ def render_dataset(
     family = get_family(db.type)
     if isinstance(val, bool) or not isinstance(val, int) or val < 0:
         raise FdgenError(f"--val-{_val_unit(family)}: expected a whole number >= 0, got {val!r}")
-    if val and writer.name == "files":
-        raise FdgenError(
-            f"--val-{_val_unit(family)}: --writer files writes one ImageFolder of the training "
-            "split and has no layout for a validation split; use --writer webdataset or "
-            "--writer parquet (val-NNNNNN shards), or render the validation set into its own "
-            "folder with another --seed"
-        )
-    writer.check_fit(family, settings, fmt, db.names)
+    writer.check_fit(family, settings, fmt, db.names, val)
     splits = render_splits(db, settings, samples_per_shard, val)
     identity = _identity(db, settings, fmt, samples_per_shard, val, writer.name)
     folder = ShardFolder(out, writer=writer.name)

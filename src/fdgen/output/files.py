@@ -45,13 +45,19 @@ class FilesWriter(Writer):
     name = "files"
 
     @classmethod
-    def check_fit(cls, family, settings, fmt: str, category_names: list[str]) -> None:
+    def check_fit(cls, family, settings, fmt: str, category_names: list[str], val: int = 0) -> None:
         members = family.members(settings, fmt)
         where = f"--writer files: type {family.type}"
         if family.sample_unit != "category":
             raise FdgenError(
                 f"{where} draws each image from every category, so there is no category folder "
                 f"to put it in; {OTHER_WRITERS}"
+            )
+        if val:
+            raise FdgenError(
+                "--val-instances: --writer files writes one ImageFolder of the training split "
+                f"and has no layout for a validation split; {OTHER_WRITERS} (val-NNNNNN "
+                "shards), or render the validation set into its own folder with another --seed"
             )
         if members[0] not in IMAGE_FORMATS:
             raise FdgenError(

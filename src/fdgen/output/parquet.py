@@ -96,7 +96,7 @@ class ParquetWriter(Writer):
     name = "parquet"
 
     @classmethod
-    def check_fit(cls, family, settings, fmt: str, category_names: list[str]) -> None:
+    def check_fit(cls, family, settings, fmt: str, category_names: list[str], val: int = 0) -> None:
         _pyarrow()  # every family fits; a missing pyarrow is said before anything is written
 
     def __init__(self, folder: ShardFolder, index: int):

@@ -29,9 +29,10 @@ class Writer(ABC):
     name: ClassVar[str] = DEFAULT_WRITER
 
     @classmethod
-    def check_fit(cls, family, settings, fmt: str, category_names: list[str]) -> None:
-        """Raise ``FdgenError`` when the samples of this render do not fit the writer's
-        layout (checked before anything is written); every render fits by default."""
+    def check_fit(cls, family, settings, fmt: str, category_names: list[str], val: int = 0) -> None:
+        """Raise ``FdgenError`` when the samples of this render (``val``: its validation
+        split's count) do not fit the writer's layout (checked before anything is written);
+        every render fits by default."""
         return None
 
     def __init__(self, folder: ShardFolder, index: int):
